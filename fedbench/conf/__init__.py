@@ -1,0 +1,1 @@
+"""Hydra configuration: one folder per config group, mirroring the fedbench packages."""

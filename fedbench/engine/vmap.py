@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+
+from fedbench.engine.local import LocalSGD, Schedule, sgd_step_
+from fedbench.engine.params import FlatParams
+
+
+def group_by_steps(steps: list[int], max_pad_fraction: float, max_group_size: int | None = None) -> list[list[int]]:
+    """Group clients for batched training so that padding stays small.
+
+    Clients are sorted by step count (descending) and added greedily to the current group while
+    the padded work ``len(group) * max(steps)`` exceeds the useful work ``sum(steps)`` by at most
+    ``max_pad_fraction`` of the padded work. Returns lists of positions into ``steps``.
+    """
+    order = sorted(range(len(steps)), key=lambda i: -steps[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups:
+            g = groups[-1]
+            padded = (len(g) + 1) * steps[g[0]]
+            useful = sum(steps[j] for j in g) + steps[i]
+            full = max_group_size is not None and len(g) >= max_group_size
+            if not full and padded - useful <= max_pad_fraction * padded:
+                g.append(i)
+                continue
+        groups.append([i])
+    return groups
+
+
+def _per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # Written out instead of F.cross_entropy: its vmap batching rule is much slower on CPU.
+    return -logits.log_softmax(-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+
+
+class VmapEngine:
+    """All selected clients trained as one batched computation with ``torch.func``.
+
+    Per step, ``vmap(grad_and_value(loss))`` over the stacked client parameters gives every
+    client's gradient of its own minibatch loss; minibatches are index gathers ``x[idx]`` with
+    ``idx`` of shape ``(clients, batch)``. A short last batch is padded and masked out of the mean;
+    a client whose schedule has ended is frozen by a zero step size. Clients are grouped by step
+    count (:func:`group_by_steps`) so that little work is padding.
+    """
+
+    name = "vmap"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        local: LocalSGD,
+        max_pad_fraction: float = 0.25,
+        max_group_size: int | None = None,
+    ):
+        self.model, self.x, self.y, self.local = model, x, y, local
+        self.layout = FlatParams(model)
+        self.max_pad_fraction, self.max_group_size = max_pad_fraction, max_group_size
+
+        def loss(params, xb, yb, mask):
+            per_sample = _per_sample_loss(functional_call(model, params, (xb,)), yb)
+            return (per_sample * mask).sum() / mask.sum().clamp_min(1.0)
+
+        self._step = vmap(grad_and_value(loss))
+
+    def train(self, global_params: torch.Tensor, schedules: list[Schedule]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = torch.empty(len(schedules), self.layout.dim, device=global_params.device)
+        losses = torch.zeros(len(schedules), device=global_params.device)
+        steps = [s.steps for s in schedules]
+        for group in group_by_steps(steps, self.max_pad_fraction, self.max_group_size):
+            pos = torch.as_tensor(group, device=out.device)
+            out[pos], losses[pos] = self._train_group(global_params, [schedules[i] for i in group])
+        return out, losses
+
+    def _train_group(self, global_params: torch.Tensor, schedules: list[Schedule]):
+        n, b, device = len(schedules), self.local.batch_size, global_params.device
+        max_steps = max(s.steps for s in schedules)
+        index = np.zeros((max_steps, n, b), np.int64)
+        mask = np.zeros((max_steps, n, b), np.float32)
+        for c, s in enumerate(schedules):
+            valid = s.index >= 0
+            index[: s.steps, c] = np.where(valid, s.index, 0)
+            mask[: s.steps, c] = valid
+        index_t = torch.as_tensor(index, device=self.x.device)
+        mask_t = torch.as_tensor(mask, device=device)
+        client_steps = torch.as_tensor([s.steps for s in schedules], device=device)
+
+        params = self.layout.unflatten_stacked(global_params.expand(n, -1))
+        plist = list(params.values())
+        bufs = [torch.zeros_like(p) for p in plist] if self.local.momentum else None
+        total = torch.zeros(n, device=device)
+        ragged = bool((client_steps != max_steps).any())
+        for s in range(max_steps):
+            idx = index_t[s]
+            grads, loss = self._step(params, self.x[idx], self.y[idx], mask_t[s])
+            active = (client_steps > s).to(global_params.dtype)
+            scale = None
+            if ragged:
+                step = -self.local.lr * active
+                scale = [step.view(n, *([1] * (p.dim() - 1))) for p in plist]
+            with torch.no_grad():
+                sgd_step_(plist, list(grads.values()), bufs, self.local, scale)
+            total += loss.detach() * active
+        return self.layout.flatten_stacked(params), total / client_steps.clamp_min(1)

@@ -1,0 +1,44 @@
+"""Evaluation of the global model: test accuracy/loss and per-client accuracy (fairness)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+
+@torch.no_grad()
+def per_sample(
+    model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample cross-entropy loss and correctness (bool) of the model with ``params``."""
+    losses, correct = [], []
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        logits = functional_call(model, params, (xb,))
+        losses.append(F.cross_entropy(logits, yb, reduction="none"))
+        correct.append(logits.argmax(-1) == yb)
+    return torch.cat(losses), torch.cat(correct)
+
+
+def client_accuracy(correct: torch.Tensor, owner: torch.Tensor, num_clients: int) -> np.ndarray:
+    """Accuracy on each client's own samples; ``owner[i]`` is the client holding sample ``i``
+    (``-1`` if none). Clients with no samples get NaN."""
+    held = owner >= 0
+    hits = torch.bincount(owner[held], weights=correct[held].double(), minlength=num_clients)
+    sizes = torch.bincount(owner[held], minlength=num_clients).double()
+    acc = (hits / sizes).cpu().numpy()
+    return acc
+
+
+def fairness(acc: np.ndarray) -> dict[str, float]:
+    """Summary of per-client accuracies: mean, std, 10th percentile and worst client."""
+    acc = acc[np.isfinite(acc)]
+    return {
+        "client_acc_mean": float(acc.mean()),
+        "client_acc_std": float(acc.std()),
+        "client_acc_p10": float(np.percentile(acc, 10)),
+        "client_acc_min": float(acc.min()),
+    }
