@@ -15,7 +15,7 @@ from fedbench.engine.local import LocalSGD, Schedule, make_schedule
 from fedbench.engine.params import FlatParams
 from fedbench.engine.select import make_engine, vmap_supported
 from fedbench.engine.sequential import SequentialEngine
-from fedbench.engine.vmap import VmapEngine, group_by_steps
+from fedbench.engine.vmap import VmapEngine, detect_fallbacks, group_by_steps
 
 __all__ = [
     "FlatParams",
@@ -23,6 +23,7 @@ __all__ = [
     "Schedule",
     "SequentialEngine",
     "VmapEngine",
+    "detect_fallbacks",
     "group_by_steps",
     "make_engine",
     "make_schedule",

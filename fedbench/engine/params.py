@@ -24,10 +24,14 @@ class FlatParams:
         return {n: c.view(s) for n, c, s in zip(self.names, chunks, self.shapes)}
 
     def unflatten_stacked(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Contiguous ``(n, *shape)`` copies of the columns of ``flat`` (shape ``(n, d)``)."""
+        """Fresh contiguous ``(n, *shape)`` copies of the columns of ``flat`` (shape ``(n, d)``).
+
+        Always copies (``clone``, not ``contiguous``): with ``n == 1`` an expanded view already
+        counts as contiguous, and training it in place would overwrite the global model.
+        """
         n = flat.shape[0]
         chunks = torch.split(flat, self.numels, dim=1)
-        return {name: c.reshape(n, *s).contiguous() for name, c, s in zip(self.names, chunks, self.shapes)}
+        return {name: c.reshape(n, *s).clone() for name, c, s in zip(self.names, chunks, self.shapes)}
 
     def flatten_stacked(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         n = next(iter(params.values())).shape[0]

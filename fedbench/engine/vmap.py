@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import contextlib
+import re
+import warnings
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import nn
@@ -29,6 +34,28 @@ def group_by_steps(steps: list[int], max_pad_fraction: float, max_group_size: in
                 continue
         groups.append([i])
     return groups
+
+
+@contextlib.contextmanager
+def detect_fallbacks() -> Iterator[list[str]]:
+    """Collect the ops that ``vmap`` ran through its slow per-example fallback inside the block.
+
+    torch silently loops over the batch for ops without a batching rule; this turns on its
+    fallback warning and records the op names (e.g. ``aten::renorm``) in the yielded list.
+    """
+    toggle = torch._C._functorch._set_vmap_fallback_warning_enabled
+    found: list[str] = []
+    toggle(True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield found
+        for w in caught:
+            m = re.search(r"batching rule for (\S+?)\.", str(w.message))
+            if m:
+                found.append(m.group(1))
+    finally:
+        toggle(False)
 
 
 def _per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

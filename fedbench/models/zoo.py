@@ -66,9 +66,7 @@ def _image_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 @register_model("cnn_mnist")
-def cnn_mnist(
-    input_shape: tuple[int, ...], num_classes: int, norm: str = "none", groups: int = 8
-) -> nn.Module:
+def cnn_mnist(input_shape: tuple[int, ...], num_classes: int, norm: str = "none", groups: int = 8) -> nn.Module:
     """The CNN of McMahan et al. 2017: two 5x5 convolutions (32 and 64 channels), each followed by
     ReLU and 2x2 max pooling, a 512-unit ReLU layer and a linear output. On 1x28x28 inputs it has
     1,663,370 parameters, as in the paper."""
@@ -76,9 +74,7 @@ def cnn_mnist(
 
 
 @register_model("cnn_small")
-def cnn_small(
-    input_shape: tuple[int, ...], num_classes: int, norm: str = "none", groups: int = 8
-) -> nn.Module:
+def cnn_small(input_shape: tuple[int, ...], num_classes: int, norm: str = "none", groups: int = 8) -> nn.Module:
     """A small CNN for 8x8 inputs (scikit-learn digits): two 3x3 convolutions (32, 64 channels)
     with ReLU and 2x2 max pooling, a 128-unit ReLU layer and a linear output."""
     return _conv_net(input_shape, num_classes, (32, 64), 3, 128, norm, groups)

@@ -16,18 +16,12 @@ def check_labels(labels) -> np.ndarray:
     """Return ``labels`` as a 1-D int64 array, or raise :class:`PartitionError`."""
     arr = np.asarray(labels)
     if arr.ndim != 1:
-        raise PartitionError(
-            f"labels must be a 1-D array of class ids, got shape {arr.shape}; flatten it first"
-        )
+        raise PartitionError(f"labels must be a 1-D array of class ids, got shape {arr.shape}; flatten it first")
     if arr.size and not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
-        raise PartitionError(
-            f"labels must have an integer dtype, got {arr.dtype}; cast them with .astype(int)"
-        )
+        raise PartitionError(f"labels must have an integer dtype, got {arr.dtype}; cast them with .astype(int)")
     arr = arr.astype(np.int64, copy=False)
     if arr.size and arr.min() < 0:
-        raise PartitionError(
-            f"labels must be non-negative class ids, found {int(arr.min())}; remap classes to 0..K-1"
-        )
+        raise PartitionError(f"labels must be non-negative class ids, found {int(arr.min())}; remap classes to 0..K-1")
     return arr
 
 
@@ -49,9 +43,7 @@ def check_alpha(alpha) -> float:
 
 def as_parts(owner_sorted_idx: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
     """Split a flat index array grouped by client into per-client sorted int64 arrays."""
-    return [
-        np.sort(p).astype(np.int64, copy=False) for p in np.split(owner_sorted_idx, np.cumsum(sizes)[:-1])
-    ]
+    return [np.sort(p).astype(np.int64, copy=False) for p in np.split(owner_sorted_idx, np.cumsum(sizes)[:-1])]
 
 
 def partition_stats(parts: list[np.ndarray], labels: np.ndarray, num_classes: int) -> dict:
@@ -71,8 +63,7 @@ def partition_stats(parts: list[np.ndarray], labels: np.ndarray, num_classes: in
     num_classes = check_int("num_classes", num_classes, 1)
     if labels.size and labels.max() >= num_classes:
         raise PartitionError(
-            f"label {int(labels.max())} is out of range for num_classes={num_classes}; "
-            "pass the dataset's class count"
+            f"label {int(labels.max())} is out of range for num_classes={num_classes}; pass the dataset's class count"
         )
     hist = np.zeros((len(parts), num_classes), dtype=np.int64)
     for i, part in enumerate(parts):

@@ -166,8 +166,7 @@ def dirichlet_per_client(
     if client_size is None:
         if n < num_clients:
             raise PartitionError(
-                f"only {n} labels for num_clients={num_clients}, so every client would be empty; "
-                "use fewer clients"
+                f"only {n} labels for num_clients={num_clients}, so every client would be empty; use fewer clients"
             )
         client_size = n // num_clients
     client_size = check_int("client_size", client_size, 1)
