@@ -96,6 +96,25 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
     return pd.read_parquet(Path(run_dir) / "metrics.parquet")
 
 
+def load_runs(root: str | Path) -> pd.DataFrame:
+    """Every run under ``root`` as one tidy frame: one row per (run, round), the metrics columns,
+    then ``run_dir``, ``status`` and the resolved config flattened to dotted columns
+    (``partition.alpha``, ``seed``...; lists become strings)."""
+    import yaml
+
+    frames = []
+    for metrics in sorted(Path(root).rglob("metrics.parquet")):
+        run_dir = metrics.parent
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        flat = pd.json_normalize(cfg, sep=".").iloc[0].to_dict()
+        flat = {k: str(v) if isinstance(v, list) else v for k, v in flat.items()}
+        status = json.loads((run_dir / "summary.json").read_text())["status"]
+        frames.append(pd.read_parquet(metrics).assign(run_dir=str(run_dir), status=status, **flat))
+    if not frames:
+        raise FileNotFoundError(f"no metrics.parquet under {root}")
+    return pd.concat(frames, ignore_index=True)
+
+
 def config_hash(resolved: dict[str, Any]) -> str:
     """sha256 of the resolved config as canonical JSON (sorted keys)."""
     blob = json.dumps(resolved, sort_keys=True, separators=(",", ":"), default=str)
