@@ -30,10 +30,10 @@ def _cause_chain(e: BaseException) -> list[BaseException]:
 
 def _describe(e: BaseException) -> str:
     """One line from a Hydra/OmegaConf composition error."""
-    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     for err in _cause_chain(e):
-        if isinstance(err, ConfigKeyError) and getattr(err, "full_key", None):
+        if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and getattr(err, "full_key", None):
             return f"{err.full_key}: unknown key (run `fedbench --cfg job` to list the keys)"
         if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
             value = getattr(err, "value", None)

@@ -182,7 +182,7 @@ _RULES: list[tuple[str, Any, str]] = [
 
 
 def _fmt(value: Any) -> str:
-    return OmegaConf.to_yaml(value).strip() if OmegaConf.is_config(value) else repr(value)
+    return repr(OmegaConf.to_container(value)) if OmegaConf.is_config(value) else repr(value)
 
 
 def _typed_group(group: str, node: Any) -> Any:

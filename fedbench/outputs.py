@@ -116,7 +116,9 @@ def load_runs(root: str | Path) -> pd.DataFrame:
 
 
 def config_hash(resolved: dict[str, Any]) -> str:
-    """sha256 of the resolved config as canonical JSON (sorted keys)."""
+    """sha256 of the resolved config as canonical JSON (sorted keys), leaving out the keys that
+    cannot change results (``progress``, ``logger``), so equal experiments hash equal."""
+    resolved = {k: v for k, v in resolved.items() if k not in ("progress", "logger")}
     blob = json.dumps(resolved, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -56,7 +56,11 @@ def _final(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_experiment(cfg: DictConfig | dict, run_dir: str | Path, callbacks: list[Any] | None = None) -> dict[str, Any]:
-    """Run the experiment ``cfg`` (a composed config) into ``run_dir``; returns the summary."""
+    """Run the experiment ``cfg`` (a composed config) into ``run_dir``; returns the summary.
+
+    ``callbacks=None`` uses the config's (progress bar, logger); a list replaces them.
+    ``config_hash`` covers everything that can change results (not ``progress`` or ``logger``).
+    """
     from fedbench.simulation import Diverged, Simulation
 
     run_dir = Path(run_dir)
@@ -78,6 +82,7 @@ def run_experiment(cfg: DictConfig | dict, run_dir: str | Path, callbacks: list[
     atomic_write_json(run_dir / "summary.json", summary)
     rows: list[dict[str, Any]] = []
     sim = None
+    default_callbacks = callbacks is None
     callbacks = list(callbacks or [])
     try:
         run = validate(cfg)
@@ -90,7 +95,7 @@ def run_experiment(cfg: DictConfig | dict, run_dir: str | Path, callbacks: list[
             "partition": {k: v for k, v in sim.partition_stats.items() if k not in ("sizes", "label_hist")},
         }
         atomic_write_json(run_dir / "partition.json", sim.partition_stats)
-        if not callbacks:
+        if default_callbacks:
             from fedbench.logger import make_callbacks
 
             callbacks = make_callbacks(run, run_dir, resolved)

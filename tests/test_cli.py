@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from fedbench.outputs import atomic_write_parquet, metrics_frame
+
 TINY = ["rounds=2", "num_clients=5", "clients_per_round=2", "partition=iid", "model=logreg"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RUN_FILES = ("metrics.parquet", "summary.json", "config.yaml", "partition.json", "curves.png")
@@ -78,76 +80,7 @@ def assert_one_config_error_line(proc, key: str) -> str:
     return lines[0]
 
 
-# ---- config errors: exit 2 before any run ----------------------------------------------------------
-BAD_OVERRIDES = [
-    (["partition=dirichlet_class", "partition.alpha=-1"], "partition.alpha"),
-    (["clients_per_round=50", "num_clients=10"], "clients_per_round"),
-    (["algorithm.lr=-1"], "algorithm.lr"),
-    (["dataset=nope"], "dataset"),
-    (["partition.foo=1"], "partition.foo"),
-    (["rounds=abc"], "rounds"),
-    (["dataset.name=nope"], "dataset.name"),
-]
-
-
-@pytest.mark.parametrize(("overrides", "key"), BAD_OVERRIDES, ids=[" ".join(o) for o, _ in BAD_OVERRIDES])
-def test_bad_override_exits_2_with_one_line(tmp_path, overrides, key):
-    base = [o for o in TINY if o.split("=")[0] not in {x.split("=")[0] for x in overrides}]
-    if any(o.startswith("partition.") for o in overrides):
-        base = [o for o in base if o != "partition=iid"]
-    proc = run_cli([*base, *overrides, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
-    line = assert_one_config_error_line(proc, key)
-    if "nope" in overrides[-1]:
-        assert "nope" in line and "digits" in line and "synthetic" in line
-    assert not (tmp_path / "run").exists()
-    assert not list(tmp_path.rglob("metrics.parquet"))
-
-
-def test_config_error_messages_name_value_and_allowed(tmp_path):
-    proc = run_cli(["partition.alpha=-1", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
-    line = assert_one_config_error_line(proc, "partition.alpha")
-    assert "-1" in line and "allowed" in line and "> 0" in line
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli._describe only maps ConfigKeyError to 'unknown key'; Hydra raises ConfigAttributeError, "
-    "so the line reports the value as None (partition.foo=None) instead of saying the key is unknown",
-)
-def test_unknown_key_override_says_unknown_key(tmp_path):
-    proc = run_cli(["partition.foo=1", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
-    line = assert_one_config_error_line(proc, "partition.foo")
-    assert "=None" not in line
-    assert "unknown key" in line
-
-
-@pytest.mark.xfail(strict=True, reason="config._fmt renders list values over several lines (OmegaConf.to_yaml)")
-def test_list_value_for_float_key_is_one_line(tmp_path):
-    proc = run_cli(["partition.alpha=[1,2]", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
-    assert_one_config_error_line(proc, "partition.alpha")
-
-
-@pytest.mark.parametrize("flag", ["-m", "--multirun"])
-def test_sweep_with_one_bad_value_is_rejected_before_any_run(tmp_path, flag):
-    sweep = tmp_path / "sweep"
-    proc = run_cli(
-        [
-            flag,
-            *[o for o in TINY if o != "partition=iid"],
-            "partition=dirichlet_class",
-            "partition.alpha=0.5,-1",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=tmp_path,
-    )
-    line = assert_one_config_error_line(proc, "partition.alpha")
-    assert "-1" in line
-    assert not sweep.exists()
-    assert not list(tmp_path.rglob("metrics.parquet"))
-    assert "Launching" not in proc.stdout + proc.stderr
-
-
-# ---- end to end (the slow commands start together, in the background) ---------------------------
+# ---- the slow commands, started in the background --------------------------------------------------
 class Job:
     """A ``fedbench`` command started in the background in ``base/name``; logs go next to it."""
 
@@ -190,10 +123,7 @@ FAILING_SWEEP = [
 ]
 
 
-@pytest.fixture(scope="module")
-def jobs(tmp_path_factory):
-    """Each slow command pays several seconds of imports: run them side by side on the cores."""
-    base = tmp_path_factory.mktemp("cli_jobs")
+def _job_specs(base: Path) -> dict[str, tuple[list[str], list[str]]]:
     python_m = [sys.executable, "-m", "fedbench"]
     specs = {
         "python_m": ([*TINY, f"hydra.run.dir={base / 'python_m' / 'out' / 'run'}"], python_m),
@@ -203,16 +133,166 @@ def jobs(tmp_path_factory):
     exe = shutil.which("fedbench")
     if exe is not None:
         specs["console"] = ([*TINY, "seed=3", f"hydra.run.dir={base / 'console' / 'run'}"], [exe])
-    started: dict[str, Job] = {}
-    try:
-        for name, (args, cmd) in specs.items():
-            started[name] = Job(base, name, args, cmd)
-        yield started
-    finally:
-        for job in started.values():
+    return specs
+
+
+class Jobs:
+    """The slow commands (each pays seconds of imports), each used by one test. In a plain pytest
+    run they all start at once so they share the cores; under pytest-xdist, where the tests of
+    this module may land on different workers, each starts when its test asks for it."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.specs = _job_specs(base)
+        self.started: dict[str, Job] = {}
+        if "PYTEST_XDIST_WORKER" not in os.environ:
+            for name in self.specs:
+                self.start(name)
+
+    def start(self, name: str) -> Job:
+        if name not in self.started:
+            args, cmd = self.specs[name]
+            self.started[name] = Job(self.base, name, args, cmd)
+        return self.started[name]
+
+    __getitem__ = start
+
+    def kill(self) -> None:
+        for job in self.started.values():
             job.kill()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def jobs(tmp_path_factory):
+    """Autouse, so that (outside xdist) the slow commands run while the quick tests do."""
+    started = Jobs(tmp_path_factory.mktemp("cli_jobs"))
+    try:
+        yield started
+    finally:
+        started.kill()
+
+
+# ---- config errors: exit 2 before any run ----------------------------------------------------------
+BAD_OVERRIDES = [
+    (["partition=dirichlet_class", "partition.alpha=-1"], "partition.alpha"),
+    (["clients_per_round=50", "num_clients=10"], "clients_per_round"),
+    (["algorithm.lr=-1"], "algorithm.lr"),
+    (["dataset=nope"], "dataset"),
+    (["partition.foo=1"], "partition.foo"),
+    (["rounds=abc"], "rounds"),
+    (["dataset.name=nope"], "dataset.name"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key"), BAD_OVERRIDES, ids=[" ".join(o) for o, _ in BAD_OVERRIDES])
+def test_bad_override_exits_2_with_one_line(tmp_path, overrides, key):
+    base = [o for o in TINY if o.split("=")[0] not in {x.split("=")[0] for x in overrides}]
+    if any(o.startswith("partition.") for o in overrides):
+        base = [o for o in base if o != "partition=iid"]
+    proc = run_cli([*base, *overrides, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    line = assert_one_config_error_line(proc, key)
+    if "nope" in overrides[-1]:
+        assert "nope" in line and "digits" in line and "synthetic" in line
+    assert not (tmp_path / "run").exists()
+    assert not list(tmp_path.rglob("metrics.parquet"))
+
+
+def test_config_error_messages_name_value_and_allowed(tmp_path):
+    proc = run_cli(["partition.alpha=-1", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    line = assert_one_config_error_line(proc, "partition.alpha")
+    assert "-1" in line and "allowed" in line and "> 0" in line
+
+
+def test_unknown_key_override_says_unknown_key(tmp_path):
+    proc = run_cli(["partition.foo=1", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    line = assert_one_config_error_line(proc, "partition.foo")
+    assert "=None" not in line
+    assert "unknown key" in line
+
+
+def test_list_value_for_float_key_is_one_line(tmp_path):
+    proc = run_cli(["partition.alpha=[1,2]", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert_one_config_error_line(proc, "partition.alpha")
+
+
+@pytest.mark.parametrize("flag", ["-m", "--multirun"])
+def test_sweep_with_one_bad_value_is_rejected_before_any_run(tmp_path, flag):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        [
+            flag,
+            *[o for o in TINY if o != "partition=iid"],
+            "partition=dirichlet_class",
+            "partition.alpha=0.5,-1",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
+    line = assert_one_config_error_line(proc, "partition.alpha")
+    assert "-1" in line
+    assert not sweep.exists()
+    assert not list(tmp_path.rglob("metrics.parquet"))
+    assert "Launching" not in proc.stdout + proc.stderr
+
+
+# ---- fedbench-plot -------------------------------------------------------------------------------
+def fake_run(run_dir: Path, shift: float) -> Path:
+    """A run directory with a 4-round metrics.parquet, evaluated on even rounds."""
+    rows = []
+    for r in range(1, 5):
+        row = {"round": r, "num_selected": 2, "train_loss": 1 / r + shift, "uplink_bytes": 8, "downlink_bytes": 8}
+        row |= {"uplink_bytes_cum": 8 * r, "downlink_bytes_cum": 8 * r, "train_time_s": 0.1, "wall_time_s": r / 10}
+        if r % 2 == 0:
+            row |= {"test_acc": 0.5 + r / 10 - shift, "test_loss": 1 / r + shift, "eval_time_s": 0.01}
+        rows.append(row)
+    run_dir.mkdir(parents=True)
+    atomic_write_parquet(run_dir / "metrics.parquet", metrics_frame(rows))
+    return run_dir
+
+
+def test_plot_two_runs(tmp_path):
+    a, b = fake_run(tmp_path / "a", 0.0), fake_run(tmp_path / "b", 0.1)
+    (b / ".hydra").mkdir()
+    (b / ".hydra" / "overrides.yaml").write_text("- seed=1\n- rounds=4\n")
+    out = tmp_path / "figs" / "fig.png"
+    proc = run_cli([str(a), str(b), "-o", str(out)], cwd=tmp_path, cmd=plot_cmd())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert out.stat().st_size > 1000
+    assert listing(out.parent) == ["fig.png"], "stray temp file"
+    assert str(out) in proc.stdout
+
+
+@pytest.mark.parametrize("problem", ["no metrics.parquet", "label count"])
+def test_plot_bad_input_exits_2(tmp_path, problem):
+    good = fake_run(tmp_path / "good", 0.0)
+    out = tmp_path / "fig.png"
+    if problem == "no metrics.parquet":
+        empty = tmp_path / "empty_run"
+        empty.mkdir()
+        args, expected = [str(good), str(empty)], ["no metrics.parquet", str(empty)]
+    else:
+        args, expected = [str(good), "--labels", "x", "y"], ["--labels", "1 labels, got 2"]
+    proc = run_cli([*args, "-o", str(out)], cwd=tmp_path, cmd=plot_cmd())
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip()
+    assert line.startswith("fedbench-plot: ") and "\n" not in line
+    for part in expected:
+        assert part in line
+    assert str(good) not in line
+    assert not out.exists()
+
+
+def test_help_exits_0(tmp_path):
+    exe = shutil.which("fedbench")
+    proc = run_cli(["--help"], cwd=tmp_path, cmd=[exe] if exe else None)
+    assert proc.returncode == 0, proc.stderr
+    assert "partition" in proc.stdout and "dirichlet_class" in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- end to end ----------------------------------------------------------------------------------
 def test_python_m_fedbench_runs_tiny_config(jobs):
     job = jobs["python_m"]
     proc = job.result()
@@ -223,7 +303,7 @@ def test_python_m_fedbench_runs_tiny_config(jobs):
 
 
 def test_console_script_runs_tiny_config(jobs):
-    if "console" not in jobs:
+    if "console" not in jobs.specs:
         pytest.skip("the `fedbench` console script is not installed (pip install -e .)")
     job = jobs["console"]
     proc = job.result()
@@ -264,37 +344,3 @@ def test_failing_run_in_sweep_is_recorded_and_sweep_goes_on(jobs):
     assert (by_min[0] / "metrics.parquet").is_file()
     assert "sweep finished: 1 completed, 0 diverged, 1 failed" in proc.stdout
     assert failed["error"] in proc.stderr
-
-
-# ---- fedbench-plot -------------------------------------------------------------------------------
-def test_plot_two_runs(jobs, tmp_path):
-    assert jobs["seed_sweep"].result().returncode == 0
-    dirs = run_dirs(jobs["seed_sweep"].cwd / "sweep")
-    out = tmp_path / "figs" / "fig.png"
-    proc = run_cli([*map(str, dirs), "-o", str(out)], cwd=tmp_path, cmd=plot_cmd())
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert out.read_bytes()[:8] == PNG_MAGIC
-    assert out.stat().st_size > 1000
-    assert [p.name for p in out.parent.iterdir()] == ["fig.png"], "stray temp file"
-
-
-def test_plot_without_metrics_exits_2(jobs, tmp_path):
-    jobs["seed_sweep"].result()
-    sweep = jobs["seed_sweep"].cwd / "sweep"
-    empty = tmp_path / "empty_run"
-    empty.mkdir()
-    out = tmp_path / "fig.png"
-    proc = run_cli([str(run_dirs(sweep)[0]), str(empty), "-o", str(out)], cwd=tmp_path, cmd=plot_cmd())
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert "no metrics.parquet" in proc.stderr and str(empty) in proc.stderr
-    assert str(run_dirs(sweep)[0]) not in proc.stderr
-    assert not out.exists()
-
-
-def test_help_exits_0(tmp_path):
-    exe = shutil.which("fedbench")
-    proc = run_cli(["--help"], cwd=tmp_path, cmd=[exe] if exe else None)
-    assert proc.returncode == 0, proc.stderr
-    assert "partition" in proc.stdout and "dirichlet_class" in proc.stdout
-    assert list(tmp_path.iterdir()) == []

@@ -201,10 +201,6 @@ def test_missing_group_lists_options():
         assert name in msg
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config._fmt renders list/dict values with OmegaConf.to_yaml (block style): the message spans lines",
-)
 @pytest.mark.parametrize(
     ("where", "key", "value"),
     [("partition", "alpha", [1, 2]), ("partition", "foo", [1, 2]), (None, "foo", {"a": 1, "b": 2})],

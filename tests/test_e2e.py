@@ -37,7 +37,9 @@ def test_default_experiment_end_to_end(tmp_path):
     assert 0.93 <= final["test_acc"] <= 1.0
     assert df["test_acc"].iloc[:5].mean() < final["test_acc"] - 0.2, "accuracy must improve over training"
     assert df["train_loss"].iloc[-10:].mean() < df["train_loss"].iloc[:10].mean()
-    assert (df["client_acc_min"] <= df["client_acc_p10"]).all() and (df["client_acc_p10"] <= df["client_acc_mean"]).all()
+    assert (df["client_acc_min"] <= df["client_acc_p10"]).all() and (
+        df["client_acc_p10"] <= df["client_acc_mean"]
+    ).all()
     assert summary["final"]["test_acc"] == final["test_acc"]
     assert summary["best"]["test_acc"] == df["test_acc"].max()
     per_round = 10 * summary["num_params"] * 4

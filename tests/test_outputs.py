@@ -366,3 +366,43 @@ def test_keyboard_interrupt_is_recorded_then_reraised(tmp_path, monkeypatch):
     s = read_summary(tmp_path)
     assert s["status"] == "failed" and "interrupted" in s["error"]
     assert "finished_at" in s
+
+
+# ---- callbacks ------------------------------------------------------------------------------------
+class _Recorder:
+    def __init__(self):
+        self.events: list[tuple] = []
+
+    def on_start(self, sim):
+        self.events.append(("start", sim.round))
+
+    def on_round(self, sim, metrics):
+        self.events.append(("round", metrics["round"]))
+
+    def on_end(self, sim, summary):
+        self.events.append(("end", summary["status"]))
+
+
+def test_callbacks_see_every_round(tmp_path):
+    rec = _Recorder()
+    summary = run_experiment(tiny(), tmp_path, callbacks=[rec])
+    assert summary["status"] == "completed"
+    assert rec.events == [("start", 0), ("round", 1), ("round", 2), ("round", 3), ("end", "completed")]
+
+
+def test_empty_callback_list_means_no_callbacks(tmp_path, monkeypatch):
+    import fedbench.logger
+
+    def no_defaults_expected(*args, **kwargs):
+        raise AssertionError("default callbacks built although callbacks=[] was passed")
+
+    monkeypatch.setattr(fedbench.logger, "make_callbacks", no_defaults_expected)
+    summary = run_experiment(tiny(), tmp_path, callbacks=[])
+    assert summary["status"] == "completed", summary["error"]
+
+
+def test_config_hash_ignores_presentation_keys():
+    base = {"seed": 0, "rounds": 3, "progress": True, "logger": {"name": "none"}}
+    quiet = {**base, "progress": False, "logger": {"name": "wandb"}}
+    assert config_hash(base) == config_hash(quiet)
+    assert config_hash(base) != config_hash({**base, "rounds": 4})

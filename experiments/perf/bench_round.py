@@ -373,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
 
     times: dict[str, list[list[float]]] = {n: [] for n in CONTENDERS}
     cpu_times: dict[str, list[list[float]]] = {n: [] for n in CONTENDERS}
+    stalls: dict[str, list[list[float | None]]] = {n: [] for n in CONTENDERS}
     extra: dict[str, dict[str, int]] = {}
     order = list(CONTENDERS)
     gc.collect()
@@ -382,13 +383,17 @@ def main(argv: list[str] | None = None) -> int:
         for n in CONTENDERS:
             times[n].append([])
             cpu_times[n].append([])
+            stalls[n].append([])
         for r in range(args.rounds):
             k = (rep * args.rounds + r) % len(order)
             for name in order[k:] + order[:k]:
+                p0 = cpu_pressure_us()
                 t, cpu, counts = contenders[name].round()
+                p1 = cpu_pressure_us()
                 check_counts(name, counts, want)
                 times[name][rep].append(t)
                 cpu_times[name][rep].append(cpu)
+                stalls[name][rep].append((p1 - p0) / 1e6 / t if p0 is not None and p1 is not None else None)
                 extra[name] = {k_: v for k_, v in counts.items() if k_ != "train_time_s"}
     bench_s = time.perf_counter() - t_bench
     psi1 = cpu_pressure_us()
@@ -396,23 +401,27 @@ def main(argv: list[str] | None = None) -> int:
     # (Linux PSI). Near 0 on a quiet machine; high means other processes competed for the cores.
     stall = (psi1 - psi0) / 1e6 / bench_s if psi0 is not None and psi1 is not None else None
 
-    per_repeat = {n: [statistics.fmean(ts) for ts in times[n]] for n in CONTENDERS}
-    s_round = {n: statistics.median(per_repeat[n]) for n in CONTENDERS}
     flat = {n: [t for ts in times[n] for t in ts] for n in CONTENDERS}
-    cpu_round = {n: statistics.median([statistics.fmean(ts) for ts in cpu_times[n]]) for n in CONTENDERS}
-    per_round_median = {n: statistics.median(flat[n]) for n in CONTENDERS}
+    # Headline: the median round over all timed rounds of all repeats (robust to bursts of load
+    # from other processes); the mean per repeat (median over repeats) is reported next to it.
+    s_round = {n: statistics.median(flat[n]) for n in CONTENDERS}
+    per_repeat = {n: [statistics.fmean(ts) for ts in times[n]] for n in CONTENDERS}
+    mean_round = {n: statistics.median(per_repeat[n]) for n in CONTENDERS}
+    cpu_round = {n: statistics.median([t for ts in cpu_times[n] for t in ts]) for n in CONTENDERS}
+    flat_stall = [x for n in CONTENDERS for xs in stalls[n] for x in xs if x is not None]
+    contended = sum(x > 0.10 for x in flat_stall)
     ratios = {label: s_round[a] / s_round[b] for label, a, b, _ in TARGETS}
-    # Ratio within each interleaved group of rounds (timed seconds apart), then the median: the
-    # estimate least affected by slow drifts in machine load.
+    # Ratio within each interleaved group of rounds (timed a second or so apart), then the median:
+    # the estimate least affected by drifts in machine load.
     paired = {label: statistics.median(x / y for x, y in zip(flat[a], flat[b])) for label, a, b, _ in TARGETS}
 
     print(
-        f"\n{'contender':<12}{'s/round':>9}{'ms/step':>9}{'CPU s/round':>13}{'median round':>14}{'min..max round':>18}"
+        f"\n{'contender':<12}{'s/round':>9}{'ms/step':>9}{'CPU s/round':>13}{'mean s/round':>14}{'min..max round':>18}"
     )
     for n in CONTENDERS:
         print(
             f"{n:<12}{s_round[n]:>9.4f}{1e3 * s_round[n] / extra[n]['sgd_steps']:>9.3f}{cpu_round[n]:>13.4f}"
-            f"{per_round_median[n]:>14.4f}{min(flat[n]):>10.4f}..{max(flat[n]):.4f}"
+            f"{mean_round[n]:>14.4f}{min(flat[n]):>10.4f}..{max(flat[n]):.4f}"
         )
     print(f"\n{'ratio':<18}{'measured':>9}{'paired':>9}{'target':>9}  result")
     results = {}
@@ -424,12 +433,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{'PASS' if ok else 'MISS'}"
         )
     print(
-        f"\ns/round: median over {args.repeats} repeat(s) of the mean over {args.rounds} interleaved rounds; "
-        f"ms/step: per SGD step (floor: batch {FLOOR_BATCH}); paired: median of per-round ratios."
+        f"\ns/round: median over {args.repeats} x {args.rounds} interleaved timed rounds (CPU s/round: same, "
+        f"process CPU time); mean s/round: median over repeats of the mean round; ms/step: per SGD step "
+        f"(floor: batch {FLOOR_BATCH}); measured = ratio of s/round; paired = median of per-round ratios."
     )
     print(f"timing took {bench_s:.1f}s; load average before {load_before}", end="")
     if stall is not None:
-        print(f"; CPU pressure (PSI some) during timing {100 * stall:.0f}%", end="")
+        print(
+            f"; CPU pressure (PSI some) during timing {100 * stall:.0f}%, "
+            f"{contended}/{len(flat_stall)} timed rounds contended (>10%)",
+            end="",
+        )
     print()
     if stall is not None and stall > 0.15:
         print(
@@ -475,19 +489,24 @@ def main(argv: list[str] | None = None) -> int:
             "interleaving": "per round, order rotated each round (ABCD, BCDA, CDAB, ...)",
             "fedbench_timing": "wall time of Simulation.step(); eval_every=1e9 and rounds beyond the last "
             "timed round, so no round evaluates (asserted)",
-            "s_per_round": "median over repeats of the mean over the repeat's rounds",
+            "s_per_round": "median wall time over all timed rounds (repeats x rounds); ratios use it",
             "cpu_s_per_round": "same, from time.process_time() (CPU time of all threads of this process)",
+            "mean_s_per_round": "median over repeats of the mean wall time over the repeat's rounds",
+            "round_cpu_pressure": "per round, share of its wall time in which some task waited for a CPU "
+            "(Linux /proc/pressure/cpu); > 0.1 means other processes competed",
             "paired_median_ratio": "median over timed rounds of the ratio of the two contenders' times "
             "in the same interleaved group",
         },
         "s_per_round": s_round,
         "cpu_s_per_round": cpu_round,
-        "s_per_round_per_repeat": per_repeat,
-        "s_per_round_median_over_rounds": per_round_median,
+        "mean_s_per_round": mean_round,
+        "mean_s_per_round_per_repeat": per_repeat,
         "round_times_s": times,
         "round_cpu_times_s": cpu_times,
         "load_average_before": load_before,
         "cpu_pressure_during_timing": stall,
+        "round_cpu_pressure": stalls,
+        "contended_rounds": contended,
         "work_per_round": extra,
         "ratios": results,
         "setup_s": setup_s,
