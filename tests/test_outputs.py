@@ -406,3 +406,16 @@ def test_config_hash_ignores_presentation_keys():
     quiet = {**base, "progress": False, "logger": {"name": "wandb"}}
     assert config_hash(base) == config_hash(quiet)
     assert config_hash(base) != config_hash({**base, "rounds": 4})
+
+
+def test_load_runs_joins_runs_with_their_config(tiny_pair):
+    from fedbench.outputs import load_runs
+
+    _, (a, b), _ = tiny_pair
+    df = load_runs(a.parent)
+    assert sorted(df["run_dir"].unique()) == sorted([str(a), str(b)])
+    assert len(df) == 6 and set(df["status"]) == {"completed"}
+    assert (df["partition.name"] == "iid").all() and (df["seed"] == 0).all()
+    assert df.groupby("run_dir")["round"].apply(list).tolist() == [[1, 2, 3], [1, 2, 3]]
+    with pytest.raises(FileNotFoundError):
+        load_runs(a.parent / "nothing-here")
