@@ -294,6 +294,15 @@ def cpu_pressure_us() -> int | None:
     return None
 
 
+def cpu_steal_s() -> float | None:
+    """Total seconds that the hypervisor ran something else on this VM's CPUs (``/proc/stat``)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def load_average() -> str | None:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -325,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "--repeats",
         type=int,
         default=1,
-        help="repeats; each runs --rounds interleaved rounds; the median over repeats is reported",
+        help="repeats of --rounds interleaved rounds (default 1); s/round is the median over all timed rounds",
     )
     ap.add_argument("--out", default="results/perf/round.json", help="JSON output (default results/perf/round.json)")
     ap.add_argument(
@@ -378,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     order = list(CONTENDERS)
     gc.collect()
     load_before = load_average()
-    psi0, t_bench = cpu_pressure_us(), time.perf_counter()
+    psi0, steal0, t_bench = cpu_pressure_us(), cpu_steal_s(), time.perf_counter()
     for rep in range(args.repeats):
         for n in CONTENDERS:
             times[n].append([])
@@ -396,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                 stalls[name][rep].append((p1 - p0) / 1e6 / t if p0 is not None and p1 is not None else None)
                 extra[name] = {k_: v for k_, v in counts.items() if k_ != "train_time_s"}
     bench_s = time.perf_counter() - t_bench
-    psi1 = cpu_pressure_us()
+    psi1, steal1 = cpu_pressure_us(), cpu_steal_s()
+    steal = (steal1 - steal0) / (bench_s * (os.cpu_count() or 1)) if steal0 is not None and steal1 is not None else None
     # Share of the timing window in which some runnable task on this machine waited for a CPU
     # (Linux PSI). Near 0 on a quiet machine; high means other processes competed for the cores.
     stall = (psi1 - psi0) / 1e6 / bench_s if psi0 is not None and psi1 is not None else None
@@ -445,9 +455,11 @@ def main(argv: list[str] | None = None) -> int:
             end="",
         )
     print()
-    if stall is not None and stall > 0.15:
+    if steal is not None:
+        print(f"CPU steal (hypervisor) during timing: {100 * steal:.1f}% of the machine's CPU time")
+    if flat_stall and contended > 0.1 * len(flat_stall):
         print(
-            f"WARNING: other processes competed for the CPUs during timing ({100 * stall:.0f}% stall); with "
+            f"WARNING: other processes competed for the CPUs in {contended}/{len(flat_stall)} timed rounds; with "
             f"--threads equal to the core count this can inflate times many-fold. Rerun on a quiet machine."
         )
 
@@ -507,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_pressure_during_timing": stall,
         "round_cpu_pressure": stalls,
         "contended_rounds": contended,
+        "cpu_steal_during_timing": steal,
         "work_per_round": extra,
         "ratios": results,
         "setup_s": setup_s,

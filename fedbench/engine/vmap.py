@@ -42,6 +42,7 @@ def detect_fallbacks() -> Iterator[list[str]]:
 
     torch silently loops over the batch for ops without a batching rule; this turns on its
     fallback warning and records the op names (e.g. ``aten::renorm``) in the yielded list.
+    torch offers no getter for that switch, so on exit it is set back to its default, off.
     """
     toggle = torch._C._functorch._set_vmap_fallback_warning_enabled
     found: list[str] = []
