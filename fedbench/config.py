@@ -97,6 +97,7 @@ class EngineConfig:
     name: str = "auto"
     max_pad_fraction: float = 0.25
     max_group_size: int | None = None
+    compile: bool = False
 
 
 @dataclass

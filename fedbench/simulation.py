@@ -95,6 +95,7 @@ class Simulation:
             self.local,
             run.engine.max_pad_fraction,
             run.engine.max_group_size,
+            run.engine.compile,
         )
         self.server = server_sgd(alg.server_lr, alg.server_momentum)
         self.server_state = self.server.init(self.params)

@@ -3,6 +3,7 @@
 Contenders, all timed in ONE process, interleaved round by round (see README.md):
 
 1. ``vmap``        fedbench, engine=vmap        (``Simulation.step()``, evaluation never runs)
+1b. ``vmap_compiled`` the same with engine.compile=true (compilation happens in the warm-up rounds)
 2. ``sequential``  fedbench, engine=sequential  (same)
 3. ``plain``       a plain PyTorch loop: one ``nn.Sequential``, ``torch.optim.SGD``, clients one
                    after another, reset from the global weights per client, batch 10
@@ -53,12 +54,14 @@ TARGETS = [  # (name, numerator, denominator, max ratio)
     ("vmap/plain", "vmap", "plain", 0.5),
     ("vmap/floor", "vmap", "floor", 1.5),
     ("sequential/plain", "sequential", "plain", 1.1),
+    ("vmap_compiled/plain", "vmap_compiled", "plain", 0.5),
+    ("vmap_compiled/floor", "vmap_compiled", "floor", 1.5),
 ]
-CONTENDERS = ("vmap", "sequential", "plain", "floor")
+CONTENDERS = ("vmap", "vmap_compiled", "sequential", "plain", "floor")
 
 
 # ---- fedbench contenders -------------------------------------------------------------------------
-def compose_run(engine: str, total_rounds: int):
+def compose_run(engine: str, total_rounds: int, compile: bool = False):
     """The validated fedbench RunConfig for the workload, composed with Hydra like the CLI does."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -80,6 +83,7 @@ def compose_run(engine: str, total_rounds: int):
         f"algorithm.lr={LR}",
         "algorithm.momentum=0.0",
         f"engine={engine}",
+        f"engine.compile={str(compile).lower()}",
         f"num_clients={NUM_CLIENTS}",
         f"clients_per_round={CLIENTS_PER_ROUND}",
         # Evaluation is excluded: it would run when round % eval_every == 0 or on the last round;
@@ -103,12 +107,12 @@ def compose_run(engine: str, total_rounds: int):
 class FedbenchRound:
     """One fedbench Simulation; ``round()`` runs ``sim.step()`` and returns its work counts."""
 
-    def __init__(self, engine: str, total_rounds: int):
+    def __init__(self, engine: str, total_rounds: int, compile: bool = False):
         from fedbench.engine import group_by_steps
         from fedbench.simulation import Simulation
 
-        self.name = engine
-        self.sim = Simulation(compose_run(engine, total_rounds))
+        self.name = engine + ("_compiled" if compile else "")
+        self.sim = Simulation(compose_run(engine, total_rounds, compile))
         assert self.sim.engine.name == engine, (self.sim.engine.name, engine)
         self.last: dict[str, int] = {}
         train = self.sim.engine.train
@@ -351,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_setup = time.perf_counter()
     vm = FedbenchRound("vmap", total_rounds)
+    vc = FedbenchRound("vmap", total_rounds, compile=True)
     sq = FedbenchRound("sequential", total_rounds)
     data, parts = vm.sim.data, vm.sim.parts
     init_state = {k: v.detach().clone() for k, v in vm.sim.model.state_dict().items()}
@@ -358,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     assert torch.equal(vm.sim.data.x_train, sq.sim.data.x_train) and torch.equal(vm.sim.params, sq.sim.params)
     plain = PlainRound(data.x_train, data.y_train, parts, init_state, SEED)
     floor = FloorRound(data.x_train, data.y_train, parts, init_state, SEED)
-    contenders = {"vmap": vm, "sequential": sq, "plain": plain, "floor": floor}
+    contenders = {"vmap": vm, "vmap_compiled": vc, "sequential": sq, "plain": plain, "floor": floor}
     want = expected_counts(vm.sim.sizes)
     d_params = vm.sim.layout.dim
     setup_s = time.perf_counter() - t_setup
@@ -375,10 +380,13 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     # Warm-up (not timed), then timed rounds interleaved ABCD, BCDA, ... (rotated each round).
+    warmup_s = {name: 0.0 for name in contenders}
     for _ in range(WARMUP_ROUNDS):
         for name, c in contenders.items():
-            _, _, counts = c.round()
+            dt_, _, counts = c.round()
+            warmup_s[name] += dt_
             check_counts(name, counts, want)
+    print(f"vmap_compiled: warm-up incl. compilation {warmup_s['vmap_compiled']:.1f}s")
 
     times: dict[str, list[list[float]]] = {n: [] for n in CONTENDERS}
     cpu_times: dict[str, list[list[float]]] = {n: [] for n in CONTENDERS}
@@ -523,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         "work_per_round": extra,
         "ratios": results,
         "setup_s": setup_s,
+        "warmup_s": warmup_s,
         "bench_s": bench_s,
     }
     if tables:

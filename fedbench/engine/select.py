@@ -30,6 +30,7 @@ def make_engine(
     local: LocalSGD,
     max_pad_fraction: float = 0.25,
     max_group_size: int | None = None,
+    compile: bool = False,
 ) -> tuple[SequentialEngine | VmapEngine, str]:
     """Build engine ``name``; returns ``(engine, note)`` where the note says why ``auto`` chose it."""
     if name not in ENGINES:
@@ -39,4 +40,4 @@ def make_engine(
         raise ValueError(f"engine.name=vmap cannot train this model: {why}")
     if name == "sequential" or (name == "auto" and not ok):
         return SequentialEngine(model, x, y, local), why
-    return VmapEngine(model, x, y, local, max_pad_fraction, max_group_size), ""
+    return VmapEngine(model, x, y, local, max_pad_fraction, max_group_size, compile), ""
