@@ -15,7 +15,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-CONF_DIR = Path(__file__).resolve().parent / "conf"
+from fedbench.config import CONF_DIR  # noqa: F401  re-exported for scripts that locate the configs
+
 _RESULTS: list[dict[str, Any]] = []
 # Hydra flags after which no run starts (help, printing the config...): no preflight for those.
 _RUN_FLAGS = {"-m", "--multirun"}
@@ -44,12 +45,11 @@ def _describe(e: BaseException) -> str:
 
 def preflight(overrides: list[str], multirun: bool) -> list[str]:
     """Compose and validate every run the overrides describe; returns error lines (empty if ok)."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from fedbench.config import ConfigError, validate
+    from fedbench.config import ConfigError, hydra_context, validate
 
     user = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     try:
@@ -58,8 +58,7 @@ def preflight(overrides: list[str], multirun: bool) -> list[str]:
         return [_describe(e)]
     jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch] if multirun else [user]
     errors: list[str] = []
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+    with hydra_context():
         for job in jobs:
             try:
                 validate(compose(config_name="config", overrides=job))
@@ -71,7 +70,6 @@ def preflight(overrides: list[str], multirun: bool) -> list[str]:
                 continue
             if msg not in errors:
                 errors.append(msg)
-    GlobalHydra.instance().clear()
     return errors
 
 

@@ -8,16 +8,46 @@ is one line naming the key, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+
 
 class ConfigError(ValueError):
     """A user mistake in the configuration, reported before any training."""
+
+
+@contextlib.contextmanager
+def hydra_context() -> Iterator[None]:
+    """Hydra's compose API initialised on fedbench's config tree (and cleared afterwards)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            yield
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def compose(*overrides: str) -> DictConfig:
+    """The config the ``fedbench`` command builds from these overrides, not yet validated.
+
+    ``validate(compose("partition.alpha=0.1", "rounds=50"))`` gives the typed run config.
+    """
+    from hydra import compose as hydra_compose
+
+    with hydra_context():
+        return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 # ---- dataset -------------------------------------------------------------------------------------

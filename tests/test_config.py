@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import math
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from fedbench.cli import CONF_DIR
 from fedbench.config import (
+    CONF_DIR,
     SCHEMAS,
     CNNConfig,
     ConfigError,
@@ -27,21 +24,7 @@ from fedbench.config import (
     RunConfig,
     validate,
 )
-
-
-@contextlib.contextmanager
-def hydra_conf():
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            yield
-    finally:
-        GlobalHydra.instance().clear()
-
-
-def compose_cfg(*overrides: str):
-    with hydra_conf():
-        return compose(config_name="config", overrides=list(overrides))
+from fedbench.config import compose as compose_cfg
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -14,13 +13,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from pandas.testing import assert_frame_equal
 
 from fedbench import outputs
-from fedbench.cli import CONF_DIR
+from fedbench.config import compose as compose_cfg
 from fedbench.outputs import (
     METRIC_COLUMNS,
     WALL_CLOCK_COLUMNS,
@@ -47,21 +44,6 @@ TINY = [
 INT_COLUMNS = {"round", "num_selected", "uplink_bytes", "downlink_bytes", "uplink_bytes_cum", "downlink_bytes_cum"}
 EVAL_COLUMNS = ["test_acc", "test_loss", "client_acc_mean", "client_acc_std", "client_acc_p10", "client_acc_min"]
 LOGREG_DIGITS_PARAMS = 8 * 8 * 10 + 10
-
-
-@contextlib.contextmanager
-def hydra_conf():
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            yield
-    finally:
-        GlobalHydra.instance().clear()
-
-
-def compose_cfg(*overrides: str):
-    with hydra_conf():
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def tiny(*extra: str):

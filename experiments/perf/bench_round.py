@@ -63,11 +63,7 @@ CONTENDERS = ("vmap", "vmap_compiled", "sequential", "plain", "floor")
 # ---- fedbench contenders -------------------------------------------------------------------------
 def compose_run(engine: str, total_rounds: int, compile: bool = False):
     """The validated fedbench RunConfig for the workload, composed with Hydra like the CLI does."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from fedbench.cli import CONF_DIR
-    from fedbench.config import validate
+    from fedbench.config import compose, validate
 
     overrides = [
         "dataset=synthetic",
@@ -97,11 +93,7 @@ def compose_run(engine: str, total_rounds: int, compile: bool = False):
         "progress=false",
         "logger=none",
     ]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        cfg = compose(config_name="config", overrides=overrides)
-    GlobalHydra.instance().clear()
-    return validate(cfg)
+    return validate(compose(*overrides))
 
 
 class FedbenchRound:
