@@ -82,6 +82,8 @@ def _app(cfg: DictConfig) -> None:
     _RESULTS.append(summary)
     final = summary.get("final", {})
     acc = f" test_acc={final['test_acc']:.4f}" if "test_acc" in final else ""
+    if summary.get("engine_note"):
+        print(f"fedbench: engine=auto chose {summary['engine']}: {summary['engine_note']}", flush=True)
     line = f"fedbench: {summary['status']} after {summary['rounds_completed']} rounds{acc} -> {run_dir}"
     if summary["error"]:
         line += f"\nfedbench: {summary['error']}"

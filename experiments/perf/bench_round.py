@@ -424,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     # Ratio within each interleaved group of rounds (timed a second or so apart), then the median:
     # the estimate least affected by drifts in machine load.
     paired = {label: statistics.median(x / y for x, y in zip(flat[a], flat[b])) for label, a, b, _ in TARGETS}
+    # Ratio of the fastest rounds: the small-op loops switch between a fast and a slow OpenMP regime
+    # (README.md, "Two regimes"); their fastest rounds are the fair baseline.
+    best = {label: min(flat[a]) / min(flat[b]) for label, a, b, _ in TARGETS}
 
     print(
         f"\n{'contender':<12}{'s/round':>9}{'ms/step':>9}{'CPU s/round':>13}{'mean s/round':>14}{'min..max round':>18}"
@@ -433,19 +436,27 @@ def main(argv: list[str] | None = None) -> int:
             f"{n:<12}{s_round[n]:>9.4f}{1e3 * s_round[n] / extra[n]['sgd_steps']:>9.3f}{cpu_round[n]:>13.4f}"
             f"{mean_round[n]:>14.4f}{min(flat[n]):>10.4f}..{max(flat[n]):.4f}"
         )
-    print(f"\n{'ratio':<18}{'measured':>9}{'paired':>9}{'target':>9}  result")
+    print(f"\n{'ratio':<20}{'measured':>9}{'paired':>9}{'best':>9}{'target':>9}  result")
     results = {}
     for label, _, _, limit in TARGETS:
         ok = ratios[label] <= limit
-        results[label] = {"ratio": ratios[label], "paired_median_ratio": paired[label], "target_max": limit, "pass": ok}
+        results[label] = {
+            "ratio": ratios[label],
+            "paired_median_ratio": paired[label],
+            "best_round_ratio": best[label],
+            "target_max": limit,
+            "pass": ok,
+        }
         print(
-            f"{label:<18}{ratios[label]:>8.3f}x{paired[label]:>8.3f}x{'<= ' + str(limit) + 'x':>9}  "
+            f"{label:<20}{ratios[label]:>8.3f}x{paired[label]:>8.3f}x{best[label]:>8.3f}x"
+            f"{'<= ' + str(limit) + 'x':>9}  "
             f"{'PASS' if ok else 'MISS'}"
         )
     print(
         f"\ns/round: median over {args.repeats} x {args.rounds} interleaved timed rounds (CPU s/round: same, "
         f"process CPU time); mean s/round: median over repeats of the mean round; ms/step: per SGD step "
-        f"(floor: batch {FLOOR_BATCH}); measured = ratio of s/round; paired = median of per-round ratios."
+        f"(floor: batch {FLOOR_BATCH}); measured = ratio of s/round; paired = median of per-round ratios; "
+        "best = ratio of the fastest rounds."
     )
     print(f"timing took {bench_s:.1f}s; load average before {load_before}", end="")
     if stall is not None:
