@@ -99,7 +99,11 @@ def main() -> None:
             for err in errors:
                 print(f"fedbench: config error: {err}", file=sys.stderr)
             sys.exit(2)
-    _app()
+    try:
+        _app()
+    except KeyboardInterrupt:
+        print("fedbench: interrupted; the run's summary.json says so", file=sys.stderr)
+        sys.exit(130)
     failed = [s for s in _RESULTS if s["status"] == "failed"]
     if len(_RESULTS) > 1:
         counts = {st: sum(s["status"] == st for s in _RESULTS) for st in ("completed", "diverged", "failed")}

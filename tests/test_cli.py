@@ -344,3 +344,28 @@ def test_failing_run_in_sweep_is_recorded_and_sweep_goes_on(jobs):
     assert (by_min[0] / "metrics.parquet").is_file()
     assert "sweep finished: 1 completed, 0 diverged, 1 failed" in proc.stdout
     assert failed["error"] in proc.stderr
+
+
+def test_ctrl_c_records_the_run_as_interrupted(tmp_path):
+    import signal
+    import time
+
+    run_dir = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedbench", "rounds=100000", "progress=false", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while not (run_dir / "metrics.parquet").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "interrupted" in summary["error"]
+    assert summary["rounds_completed"] >= 1
