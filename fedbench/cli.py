@@ -31,9 +31,13 @@ def _cause_chain(e: BaseException) -> list[BaseException]:
 
 def _describe(e: BaseException) -> str:
     """One line from a Hydra/OmegaConf composition error."""
+    from hydra.errors import MissingConfigException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     for err in _cause_chain(e):
+        if isinstance(err, MissingConfigException) and err.options is not None and err.missing_cfg_file:
+            group, _, option = err.missing_cfg_file.rpartition("/")
+            return f"{group}={option}: unknown {group} option; allowed: {', '.join(err.options)}"
         if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and getattr(err, "full_key", None):
             return f"{err.full_key}: unknown key (run `fedbench --cfg job` to list the keys)"
         if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
