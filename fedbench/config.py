@@ -148,7 +148,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     },
     "model": {"logreg": LogRegConfig, "mlp": MLPConfig, "cnn_mnist": CNNConfig, "cnn_small": CNNConfig},
     "algorithm": {"fedavg": FedAvgConfig},
-    "engine": {"auto": EngineConfig, "vmap": EngineConfig, "sequential": EngineConfig},
+    "engine": {"auto": EngineConfig, "vmap": EngineConfig, "sequential": EngineConfig, "fused": EngineConfig},
     "logger": {"none": LoggerConfig, "wandb": LoggerConfig},
 }
 
@@ -281,6 +281,11 @@ def _check_ranges(run: RunConfig) -> None:
         raise ConfigError(
             f"clients_per_round={run.clients_per_round}: more than num_clients={run.num_clients}; "
             "allowed: 1 <= clients_per_round <= num_clients"
+        )
+    if run.engine.name == "fused" and run.model.name not in ("logreg", "mlp"):
+        raise ConfigError(
+            f"engine.name='fused': cannot train model.name={run.model.name!r}; allowed models: logreg, mlp "
+            "(use engine=vmap for the others)"
         )
 
 

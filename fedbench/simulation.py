@@ -87,16 +87,19 @@ class Simulation:
             momentum=alg.momentum,
             weight_decay=alg.weight_decay,
         )
-        self.engine, self.engine_note = make_engine(
-            run.engine.name,
-            self.model,
-            self.data.x_train,
-            self.data.y_train,
-            self.local,
-            run.engine.max_pad_fraction,
-            run.engine.max_group_size,
-            run.engine.compile,
-        )
+        try:
+            self.engine, self.engine_note = make_engine(
+                run.engine.name,
+                self.model,
+                self.data.x_train,
+                self.data.y_train,
+                self.local,
+                run.engine.max_pad_fraction,
+                run.engine.max_group_size,
+                run.engine.compile,
+            )
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         self.server = server_sgd(alg.server_lr, alg.server_momentum)
         self.server_state = self.server.init(self.params)
         self.transforms = list(transforms)

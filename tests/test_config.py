@@ -89,10 +89,16 @@ def test_config_groups_match_schemas():
 
 @pytest.mark.parametrize(("group", "option"), _options())
 def test_every_group_option_composes_and_validates(group, option):
-    run = validate(compose_cfg(f"{group}={option}"))
+    needs = {("engine", "fused"): ["model=mlp"]}  # the fused engine trains Linear/ReLU models only
+    run = validate(compose_cfg(f"{group}={option}", *needs.get((group, option), [])))
     node = getattr(run, group)
     assert isinstance(node, SCHEMAS[group][option])
     assert node.name == option
+
+
+def test_fused_engine_with_a_cnn_is_a_config_error():
+    msg = config_error(compose_cfg("engine=fused", "model=cnn_small"))
+    assert "engine.name='fused'" in msg and "cnn_small" in msg and "logreg, mlp" in msg
 
 
 # ---- range rules ---------------------------------------------------------------------------------

@@ -179,6 +179,11 @@ def test_auto_engine_picks_vmap_and_falls_back_for_buffers():
     x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
     engine, note = make_engine("auto", nn.Linear(4, 2), x, y, local)
     assert engine.name == "vmap" and note == ""
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    engine, note = make_engine("auto", mlp, x, y, local)
+    assert engine.name == "fused" and "Linear/ReLU" in note
+    engine, _ = make_engine("auto", mlp, x, y, local, compile=True)
+    assert engine.name == "vmap", "compile=true asks for the compiled vmap step"
     bn = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
     engine, note = make_engine("auto", bn, x, y, local)
     assert engine.name == "sequential" and "buffers" in note
@@ -203,3 +208,42 @@ def test_compiled_vmap_engine_matches_sequential():
     seq = run_rounds(cfg, 2)
     rel = (compiled.params - seq.params).norm() / seq.params.norm()
     assert rel < 1e-4, f"relative difference {rel:.2e}"
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"model": {"name": "mlp", "hidden": [32, 16]}},
+        {"model": {"name": "mlp", "hidden": [24]}, "algorithm.momentum": 0.0, "engine.max_pad_fraction": 0.9},
+        {"model": {"name": "logreg"}, "algorithm.local_steps": 5, "algorithm.momentum": 0.0},
+        {"model": {"name": "mlp", "hidden": []}, "algorithm.weight_decay": 0.0},
+    ],
+    ids=["mlp-momentum-wd", "mlp-ragged", "logreg-steps-wd", "mlp-no-hidden"],
+)
+def test_fused_engine_gives_same_global_model_as_sequential(over):
+    cfg = tiny_config(**over)
+    cfg["engine"] = {**cfg["engine"], "name": "fused"}
+    fused = run_rounds(cfg, 3)
+    assert fused.engine.name == "fused"
+    cfg["engine"] = {"name": "sequential"}
+    seq = run_rounds(cfg, 3)
+    rel = (fused.params - seq.params).norm() / seq.params.norm()
+    assert rel < 1e-4, f"relative difference {rel:.2e}"
+
+
+def test_fused_engine_rejects_what_it_cannot_train():
+    from fedbench.engine import fused_supported, make_engine
+
+    assert fused_supported(build_model({"name": "mlp"}, (1, 8, 8), 10)) == (True, "")
+    assert fused_supported(build_model({"name": "logreg"}, (1, 8, 8), 10))[0]
+    for model in [
+        build_model({"name": "cnn_small"}, (1, 8, 8), 10),
+        nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2)),
+        nn.Sequential(nn.Linear(4, 4, bias=False)),
+        nn.Sequential(nn.Linear(4, 4), nn.ReLU()),
+        nn.Linear(4, 2),
+    ]:
+        ok, why = fused_supported(model)
+        assert not ok and why
+        with pytest.raises(ValueError, match="fused"):
+            make_engine("fused", model, torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), LocalSGD(0.1, 2))

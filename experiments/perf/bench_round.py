@@ -4,6 +4,7 @@ Contenders, all timed in ONE process, interleaved round by round (see README.md)
 
 1. ``vmap``        fedbench, engine=vmap        (``Simulation.step()``, evaluation never runs)
 1b. ``vmap_compiled`` the same with engine.compile=true (compilation happens in the warm-up rounds)
+1c. ``fused``      fedbench, engine=fused (Linear/ReLU models: hand-written batched backward, in-place updates)
 2. ``sequential``  fedbench, engine=sequential  (same)
 3. ``plain``       a plain PyTorch loop: one ``nn.Sequential``, ``torch.optim.SGD``, clients one
                    after another, reset from the global weights per client, batch 10
@@ -56,8 +57,10 @@ TARGETS = [  # (name, numerator, denominator, max ratio)
     ("sequential/plain", "sequential", "plain", 1.1),
     ("vmap_compiled/plain", "vmap_compiled", "plain", 0.5),
     ("vmap_compiled/floor", "vmap_compiled", "floor", 1.5),
+    ("fused/plain", "fused", "plain", 0.5),
+    ("fused/floor", "fused", "floor", 1.5),
 ]
-CONTENDERS = ("vmap", "vmap_compiled", "sequential", "plain", "floor")
+CONTENDERS = ("vmap", "vmap_compiled", "fused", "sequential", "plain", "floor")
 
 
 # ---- fedbench contenders -------------------------------------------------------------------------
@@ -118,7 +121,7 @@ class FedbenchRound:
                 "samples": int(sum(int(s.lengths.sum()) for s in schedules)),
                 "max_batch": int(max(int(s.lengths.max()) for s in schedules if s.steps)),
             }
-            if engine == "vmap":
+            if engine in ("vmap", "fused"):
                 groups = group_by_steps(steps, run.engine.max_pad_fraction, run.engine.max_group_size)
                 self.last["vmap_groups"] = len(groups)
                 self.last["vmap_batched_steps"] = int(sum(max(steps[i] for i in g) for g in groups))
@@ -348,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     t_setup = time.perf_counter()
     vm = FedbenchRound("vmap", total_rounds)
     vc = FedbenchRound("vmap", total_rounds, compile=True)
+    fu = FedbenchRound("fused", total_rounds)
     sq = FedbenchRound("sequential", total_rounds)
     data, parts = vm.sim.data, vm.sim.parts
     init_state = {k: v.detach().clone() for k, v in vm.sim.model.state_dict().items()}
@@ -355,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     assert torch.equal(vm.sim.data.x_train, sq.sim.data.x_train) and torch.equal(vm.sim.params, sq.sim.params)
     plain = PlainRound(data.x_train, data.y_train, parts, init_state, SEED)
     floor = FloorRound(data.x_train, data.y_train, parts, init_state, SEED)
-    contenders = {"vmap": vm, "vmap_compiled": vc, "sequential": sq, "plain": plain, "floor": floor}
+    contenders = {"vmap": vm, "vmap_compiled": vc, "fused": fu, "sequential": sq, "plain": plain, "floor": floor}
     want = expected_counts(vm.sim.sizes)
     d_params = vm.sim.layout.dim
     setup_s = time.perf_counter() - t_setup

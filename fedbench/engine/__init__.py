@@ -9,8 +9,12 @@ they give the same models up to float rounding.
   buffer, so "load the global model" is a single in-place copy.
 - ``vmap``: all clients at once with ``torch.func`` (``functional_call`` + ``vmap(grad)``);
   clients with unequal step counts are grouped and masked.
+- ``fused``: for Linear/ReLU networks (logreg, MLPs) only: the vmap engine's batching with a
+  hand-written backward pass that adds each step straight into the stacked weights, never writing
+  per-client gradients; several times faster than ``vmap`` on CPU.
 """
 
+from fedbench.engine.fused import FusedEngine, fused_supported
 from fedbench.engine.local import LocalSGD, Schedule, make_schedule
 from fedbench.engine.params import FlatParams
 from fedbench.engine.select import make_engine, vmap_supported
@@ -19,11 +23,13 @@ from fedbench.engine.vmap import VmapEngine, detect_fallbacks, group_by_steps
 
 __all__ = [
     "FlatParams",
+    "FusedEngine",
     "LocalSGD",
     "Schedule",
     "SequentialEngine",
     "VmapEngine",
     "detect_fallbacks",
+    "fused_supported",
     "group_by_steps",
     "make_engine",
     "make_schedule",

@@ -120,8 +120,10 @@ class VmapEngine:
             out[pos], losses[pos] = self._train_group(global_params, [schedules[i] for i in group])
         return out, losses
 
-    def _train_group(self, global_params: torch.Tensor, schedules: list[Schedule]):
-        n, b, device = len(schedules), self.local.batch_size, global_params.device
+    def _pack(self, schedules: list[Schedule], device: torch.device):
+        """A group's schedules as ``index (steps, n, batch)`` (padding -> sample 0), the float
+        ``mask`` of real samples, and each client's step count."""
+        n, b = len(schedules), self.local.batch_size
         max_steps = max(s.steps for s in schedules)
         index = np.zeros((max_steps, n, b), np.int64)
         mask = np.zeros((max_steps, n, b), np.float32)
@@ -132,6 +134,11 @@ class VmapEngine:
         index_t = torch.as_tensor(index, device=self.x.device)
         mask_t = torch.as_tensor(mask, device=device)
         client_steps = torch.as_tensor([s.steps for s in schedules], device=device)
+        return index_t, mask_t, client_steps, max_steps
+
+    def _train_group(self, global_params: torch.Tensor, schedules: list[Schedule]):
+        n, device = len(schedules), global_params.device
+        index_t, mask_t, client_steps, max_steps = self._pack(schedules, device)
 
         params = self.layout.unflatten_stacked(global_params.expand(n, -1))
         bufs = [torch.zeros_like(p) for p in params.values()] if self.local.momentum else None
