@@ -197,15 +197,17 @@ def test_auto_engine_picks_vmap_and_falls_back_for_buffers():
 def test_compiled_vmap_engine_matches_sequential():
     # Ragged groups (unequal sizes), momentum and weight decay, through torch.compile.
     cfg = tiny_config(
-        **{"model": {"name": "mlp", "hidden": [16]}, "engine.compile": True, "engine.max_pad_fraction": 0.5}
+        **{"model": {"name": "mlp", "hidden": [16]}, "engine.compile": True, "engine.max_pad_fraction": 0.0}
     )
     from torch._dynamo.utils import counters
 
     counters.clear()
-    compiled = run_rounds(cfg, 2)
-    assert counters["stats"]["unique_graphs"] >= 1, "the step must really go through torch.compile"
+    compiled = run_rounds(cfg, 3)
+    # One graph: the round is one group even with grouping asked for (max_pad_fraction=0), so
+    # unequal client step counts do not trigger a compilation per group size.
+    assert counters["stats"]["unique_graphs"] == 1
     cfg["engine"] = {"name": "sequential"}
-    seq = run_rounds(cfg, 2)
+    seq = run_rounds(cfg, 3)
     rel = (compiled.params - seq.params).norm() / seq.params.norm()
     assert rel < 1e-4, f"relative difference {rel:.2e}"
 
