@@ -54,8 +54,9 @@ class FusedEngine(VmapEngine):
         if not ok:
             raise ValueError(why)
         super().__init__(model, x, y, local, max_pad_fraction, max_group_size)
-        linears = [m for m in model if isinstance(m, nn.Linear)]
-        self.linear_names = [(n + ".weight", n + ".bias") for n, m in model.named_children() if m in linears]
+        self.linear_names = [
+            (n + ".weight", n + ".bias") for n, m in model.named_children() if isinstance(m, nn.Linear)
+        ]
 
     def _train_group(self, global_params: torch.Tensor, schedules: list[Schedule]):
         n, device, local = len(schedules), global_params.device, self.local
