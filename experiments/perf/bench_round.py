@@ -149,6 +149,18 @@ def make_mlp() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def sgd_pass(model, opt, x, y, perm: torch.Tensor, batch: int) -> tuple[int, int, int]:
+    """Plain ``torch.optim.SGD`` over ``perm`` in minibatches; returns (steps, samples, largest batch)."""
+    steps = samples = largest = 0
+    for s in range(0, len(perm), batch):
+        idx = perm[s : s + batch]
+        opt.zero_grad()
+        F.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+        steps, samples, largest = steps + 1, samples + len(idx), max(largest, len(idx))
+    return steps, samples, largest
+
+
 class PlainRound:
     """What a naive simulator does: per selected client, reset one model to the global weights,
     run a plain ``torch.optim.SGD`` loop over the client's shuffled samples in batches of 10 (index
@@ -181,15 +193,8 @@ class PlainRound:
                     p.copy_(w)
             for _ in range(LOCAL_EPOCHS):
                 perm = idx_c[torch.randperm(n, generator=self.gen)]
-                for s in range(0, n, BATCH):
-                    idx = perm[s : s + BATCH]
-                    self.opt.zero_grad()
-                    loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
-                    loss.backward()
-                    self.opt.step()
-                    steps += 1
-                    samples += len(idx)
-                    max_batch = max(max_batch, len(idx))
+                k, m, b = sgd_pass(self.model, self.opt, self.x, self.y, perm, BATCH)
+                steps, samples, max_batch = steps + k, samples + m, max(max_batch, b)
             with torch.no_grad():
                 for a, p in zip(acc, self.params):
                     a.add_(p, alpha=n)
@@ -222,15 +227,8 @@ class FloorRound:
         for _ in range(LOCAL_EPOCHS):
             pool = torch.cat([self.parts[c] for c in selected])
             perm = pool[torch.randperm(len(pool), generator=self.gen)]
-            for s in range(0, len(perm), FLOOR_BATCH):
-                idx = perm[s : s + FLOOR_BATCH]
-                self.opt.zero_grad()
-                loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
-                loss.backward()
-                self.opt.step()
-                steps += 1
-                samples += len(idx)
-                max_batch = max(max_batch, len(idx))
+            k, m, b = sgd_pass(self.model, self.opt, self.x, self.y, perm, FLOOR_BATCH)
+            steps, samples, max_batch = steps + k, samples + m, max(max_batch, b)
         dt_, cpu = time.perf_counter() - t0, time.process_time() - c0
         return dt_, cpu, {"clients": len(selected), "sgd_steps": steps, "samples": samples, "max_batch": max_batch}
 

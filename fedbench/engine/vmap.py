@@ -96,6 +96,12 @@ class VmapEngine:
         self.layout = FlatParams(model)
         self.max_pad_fraction, self.max_group_size = (1.0 if compile else max_pad_fraction), max_group_size
         self.compiled = compile
+        self._train_step = self._make_train_step(compile)
+
+    def _make_train_step(self, compile: bool):
+        """``train_step(params, bufs, xb, yb, mask, step_size) -> losses``: one in-place local SGD
+        step of every client in a group, through ``vmap(grad_and_value(loss))``."""
+        model, local = self.model, self.local
 
         def loss(params, xb, yb, mask):
             per_sample = _per_sample_loss(functional_call(model, params, (xb,)), yb)
@@ -112,7 +118,7 @@ class VmapEngine:
                 sgd_step_(plist, list(grads.values()), bufs, local, scale)
             return losses.detach()
 
-        self._train_step = torch.compile(train_step) if compile else train_step
+        return torch.compile(train_step) if compile else train_step
 
     def train(self, global_params: torch.Tensor, schedules: list[Schedule]) -> tuple[torch.Tensor, torch.Tensor]:
         out = torch.empty(len(schedules), self.layout.dim, device=global_params.device)
