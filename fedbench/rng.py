@@ -11,7 +11,7 @@ Streams:
 - ``init``: initial global model weights.
 - ``sampling``: which clients take part in round ``r`` (keyed by round).
 - ``batches``: the minibatch order of client ``c`` in round ``r`` (keyed by round and client id),
-  so both engines see identical batches whatever order they visit clients in.
+  so every engine sees identical batches whatever order they visit clients in.
 - ``data``: synthetic dataset generation.
 """
 

@@ -2,7 +2,7 @@
 
 An engine takes the global parameters as one flat vector and each client's minibatch schedule,
 and returns the clients' local parameters stacked as ``(n_clients, d)`` with their mean local
-loss. Both engines implement exactly the same local SGD (see :mod:`fedbench.engine.local`), so
+loss. All engines implement the same local SGD (see :mod:`fedbench.engine.local`), so
 they give the same models up to float rounding.
 
 - ``sequential``: one model object; clients one after another; parameters live in one flat
