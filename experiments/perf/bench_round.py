@@ -64,7 +64,7 @@ CONTENDERS = ("vmap", "vmap_compiled", "fused", "sequential", "plain", "floor")
 
 
 # ---- fedbench contenders -------------------------------------------------------------------------
-def compose_run(engine: str, total_rounds: int, compile: bool = False):
+def compose_run(engine: str, total_rounds: int, compile: bool = False, device: str = "cpu"):
     """The validated fedbench RunConfig for the workload, composed with Hydra like the CLI does."""
     from fedbench.config import compose, validate
 
@@ -91,7 +91,7 @@ def compose_run(engine: str, total_rounds: int, compile: bool = False):
         "eval_every=1000000000",
         "client_metrics=false",
         f"seed={SEED}",
-        "device=cpu",
+        f"device={device}",
         "threads=0",  # torch.set_num_threads is called once, by this script
         "progress=false",
         "logger=none",
@@ -102,12 +102,12 @@ def compose_run(engine: str, total_rounds: int, compile: bool = False):
 class FedbenchRound:
     """One fedbench Simulation; ``round()`` runs ``sim.step()`` and returns its work counts."""
 
-    def __init__(self, engine: str, total_rounds: int, compile: bool = False):
+    def __init__(self, engine: str, total_rounds: int, compile: bool = False, device: str = "cpu"):
         from fedbench.engine import group_by_steps
         from fedbench.simulation import Simulation
 
         self.name = engine + ("_compiled" if compile else "")
-        self.sim = Simulation(compose_run(engine, total_rounds, compile))
+        self.sim = Simulation(compose_run(engine, total_rounds, compile, device))
         assert self.sim.engine.name == engine, (self.sim.engine.name, engine)
         self.last: dict[str, int] = {}
         train = self.sim.engine.train
@@ -132,10 +132,17 @@ class FedbenchRound:
     def round(self) -> tuple[float, dict[str, int]]:
         t0, c0 = time.perf_counter(), time.process_time()
         metrics = self.sim.step()
+        sync(self.sim.params.device)
         dt_, cpu = time.perf_counter() - t0, time.process_time() - c0
         if "test_acc" in metrics or "eval_time_s" in metrics:
             raise AssertionError(f"{self.name}: round {metrics['round']} ran evaluation; it must not be timed")
         return dt_, cpu, {**self.last, "train_time_s": metrics["train_time_s"]}
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a round's wall time includes all of it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 # ---- plain PyTorch contenders --------------------------------------------------------------------
@@ -171,8 +178,8 @@ class PlainRound:
 
     def __init__(self, x, y, parts, init_state, seed: int):
         self.x, self.y = x, y
-        self.parts = [torch.as_tensor(p) for p in parts]
-        self.model = make_mlp()
+        self.parts = [torch.as_tensor(p, device=x.device) for p in parts]
+        self.model = make_mlp().to(x.device)
         self.model.load_state_dict(init_state)
         self.params = list(self.model.parameters())
         self.global_w = [p.detach().clone() for p in self.params]
@@ -192,7 +199,7 @@ class PlainRound:
                 for p, w in zip(self.params, self.global_w):
                     p.copy_(w)
             for _ in range(LOCAL_EPOCHS):
-                perm = idx_c[torch.randperm(n, generator=self.gen)]
+                perm = idx_c[torch.randperm(n, generator=self.gen).to(idx_c.device)]
                 k, m, b = sgd_pass(self.model, self.opt, self.x, self.y, perm, BATCH)
                 steps, samples, max_batch = steps + k, samples + m, max(max_batch, b)
             with torch.no_grad():
@@ -201,6 +208,7 @@ class PlainRound:
             total += n
         with torch.no_grad():
             self.global_w = [a / total for a in acc]
+        sync(self.x.device)
         dt_, cpu = time.perf_counter() - t0, time.process_time() - c0
         return dt_, cpu, {"clients": len(selected), "sgd_steps": steps, "samples": samples, "max_batch": max_batch}
 
@@ -213,8 +221,8 @@ class FloorRound:
 
     def __init__(self, x, y, parts, init_state, seed: int):
         self.x, self.y = x, y
-        self.parts = [torch.as_tensor(p) for p in parts]
-        self.model = make_mlp()
+        self.parts = [torch.as_tensor(p, device=x.device) for p in parts]
+        self.model = make_mlp().to(x.device)
         self.model.load_state_dict(init_state)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
         self.gen = torch.Generator().manual_seed(seed)
@@ -226,9 +234,10 @@ class FloorRound:
         steps = samples = max_batch = 0
         for _ in range(LOCAL_EPOCHS):
             pool = torch.cat([self.parts[c] for c in selected])
-            perm = pool[torch.randperm(len(pool), generator=self.gen)]
+            perm = pool[torch.randperm(len(pool), generator=self.gen).to(pool.device)]
             k, m, b = sgd_pass(self.model, self.opt, self.x, self.y, perm, FLOOR_BATCH)
             steps, samples, max_batch = steps + k, samples + m, max(max_batch, b)
+        sync(self.x.device)
         dt_, cpu = time.perf_counter() - t0, time.process_time() - c0
         return dt_, cpu, {"clients": len(selected), "sgd_steps": steps, "samples": samples, "max_batch": max_batch}
 
@@ -264,6 +273,10 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def gpu_name(device: str) -> str:
+    return f" + {torch.cuda.get_device_name(device)}" if device.startswith("cuda") else ""
 
 
 def git_rev() -> str | None:
@@ -327,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--rounds", type=int, default=20, help="timed rounds per contender per repeat (default 20)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu; the targets are for 2 CPU cores)")
     ap.add_argument(
         "--repeats",
         type=int,
@@ -347,10 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     total_rounds = WARMUP_ROUNDS + args.rounds * args.repeats + (2 if args.profile else 0)
 
     t_setup = time.perf_counter()
-    vm = FedbenchRound("vmap", total_rounds)
-    vc = FedbenchRound("vmap", total_rounds, compile=True)
-    fu = FedbenchRound("fused", total_rounds)
-    sq = FedbenchRound("sequential", total_rounds)
+    vm = FedbenchRound("vmap", total_rounds, device=args.device)
+    vc = FedbenchRound("vmap", total_rounds, compile=True, device=args.device)
+    fu = FedbenchRound("fused", total_rounds, device=args.device)
+    sq = FedbenchRound("sequential", total_rounds, device=args.device)
     data, parts = vm.sim.data, vm.sim.parts
     init_state = {k: v.detach().clone() for k, v in vm.sim.model.state_dict().items()}
     # Same tensors, same partition, same initial weights as the fedbench runs.
@@ -370,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"per round: {want['sgd_steps']} SGD steps at batch {BATCH} (floor: {want['floor_sgd_steps']} at batch "
         f"{FLOOR_BATCH}) on {want['samples']} samples; torch {torch.__version__}, {args.threads} threads, "
-        f"{cpu_model()}; setup {setup_s:.1f}s"
+        f"{cpu_model()}{gpu_name(args.device)}; setup {setup_s:.1f}s"
     )
 
     # Warm-up (not timed), then timed rounds interleaved ABCD, BCDA, ... (rotated each round).
@@ -486,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "fedbench round time, McMahan 2NN",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu_model": cpu_model(), "nproc": os.cpu_count(), "platform": platform.platform()},
+        "device": args.device + gpu_name(args.device),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
         "fedbench_git": git_rev(),
