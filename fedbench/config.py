@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -184,7 +185,7 @@ _RULES: list[tuple[str, Any, str]] = [
     ("eval_every", lambda v: v >= 1, "an integer >= 1"),
     ("eval_batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("threads", lambda v: v >= 0, "an integer >= 0 (0 keeps torch's default)"),
-    ("device", lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"), "auto, cpu, cuda or cuda:N"),
+    ("device", lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None, "auto, cpu, cuda or cuda:N"),
     ("partition.alpha", lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
     ("partition.min_size", lambda v: v >= 0, "an integer >= 0"),
     ("partition.max_attempts", lambda v: v >= 1, "an integer >= 1"),
@@ -282,11 +283,25 @@ def _check_ranges(run: RunConfig) -> None:
             f"clients_per_round={run.clients_per_round}: more than num_clients={run.num_clients}; "
             "allowed: 1 <= clients_per_round <= num_clients"
         )
+    _check_device(run.device)
     if run.engine.name == "fused" and run.model.name not in ("logreg", "mlp"):
         raise ConfigError(
             f"engine.name='fused': cannot train model.name={run.model.name!r}; allowed models: logreg, mlp "
             "(use engine=vmap for the others)"
         )
+
+
+def _check_device(name: str) -> None:
+    """A CUDA device that this machine lacks is a config error before any run starts."""
+    if not name.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(name.split(":", 1)[1]) if ":" in name else 0
+    if index >= count:
+        allowed = "auto, cpu" + "".join(f", cuda:{i}" for i in range(count)) + (", cuda" if count else "")
+        raise ConfigError(f"device={name!r}: no such CUDA device on this machine; allowed here: {allowed}")
 
 
 def to_dict(run: RunConfig) -> dict[str, Any]:
