@@ -129,6 +129,8 @@ class EngineConfig:
     max_pad_fraction: float = 0.25
     max_group_size: int | None = None
     compile: bool = False
+    trace: bool = True
+    trace_after: int = 64
 
 
 @dataclass
@@ -184,6 +186,7 @@ _RULES: list[tuple[str, Any, str]] = [
     ("clients_per_round", lambda v: v >= 1, "an integer >= 1"),
     ("eval_every", lambda v: v >= 1, "an integer >= 1"),
     ("eval_batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("engine.trace_after", lambda v: v >= 0, "an integer >= 0"),
     ("threads", lambda v: v >= 0, "an integer >= 0 (0 keeps torch's default)"),
     ("device", lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None, "auto, cpu, cuda or cuda:N"),
     ("partition.alpha", lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),

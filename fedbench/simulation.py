@@ -97,6 +97,8 @@ class Simulation:
                 run.engine.max_pad_fraction,
                 run.engine.max_group_size,
                 run.engine.compile,
+                run.engine.trace,
+                run.engine.trace_after,
             )
         except ValueError as e:
             raise ConfigError(str(e)) from None

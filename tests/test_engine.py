@@ -31,7 +31,7 @@ def tiny_config(**over):
         "partition": {"name": "dirichlet_class", "alpha": 0.3, "min_size": 5},
         "model": {"name": "cnn_small"},
         "algorithm": {"name": "fedavg", "lr": 0.05, "batch_size": 16, "momentum": 0.9, "weight_decay": 1e-3},
-        "engine": {"name": "vmap"},
+        "engine": {"name": "vmap", "trace_after": 0},  # trace at once: the path long runs take
         "logger": {"name": "none"},
         "rounds": 3,
         "num_clients": 12,

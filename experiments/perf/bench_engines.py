@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 times[e].append(timed_round(sim))
         med = {e: statistics.median(ts) for e, ts in times.items()}
         base = med.get("sequential")
-        cells = "".join(
-            f"{med[e]:>9.3f}" + (f" {base / med[e]:>5.1f}x" if base else "      ") for e in engines
-        )
+        cells = "".join(f"{med[e]:>9.3f}" + (f" {base / med[e]:>5.1f}x" if base else "      ") for e in engines)
         print(f"{clients:>14}{cells}")
         rows.append({"clients_per_round": clients, "s_per_round": med})
         del sims

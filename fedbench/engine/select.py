@@ -32,6 +32,8 @@ def make_engine(
     max_pad_fraction: float = 0.25,
     max_group_size: int | None = None,
     compile: bool = False,
+    trace: bool = True,
+    trace_after: int = 64,
 ) -> tuple[SequentialEngine | VmapEngine, str]:
     """Build engine ``name``; returns ``(engine, note)``, the note saying what ``auto`` chose and why.
 
@@ -52,4 +54,4 @@ def make_engine(
         raise ValueError(f"engine.name=vmap cannot train this model: {why}")
     if name == "sequential" or (name == "auto" and not ok):
         return SequentialEngine(model, x, y, local), why
-    return VmapEngine(model, x, y, local, max_pad_fraction, max_group_size, compile), ""
+    return VmapEngine(model, x, y, local, max_pad_fraction, max_group_size, compile, trace, trace_after), ""

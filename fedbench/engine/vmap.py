@@ -12,6 +12,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from fedbench.engine.local import LocalSGD, Schedule, sgd_step_
 from fedbench.engine.params import FlatParams
+from fedbench.engine.trace import TracedStep
 
 
 def group_by_steps(steps: list[int], max_pad_fraction: float, max_group_size: int | None = None) -> list[list[int]]:
@@ -73,6 +74,14 @@ class VmapEngine:
     a client whose schedule has ended is frozen by a zero step size. Clients are grouped by step
     count (:func:`group_by_steps`) so that little work is padding.
 
+    By default (``trace=True``) a step whose shapes have recurred ``trace_after`` times is traced
+    with ``make_fx`` (on fake tensors, so tracing computes nothing) into one graph of plain aten
+    ops, gradients and SGD update together (:class:`TracedStep`). The graph runs the same ops
+    without ``torch.func``'s per-op dispatch, and its Linear-layer updates are rewritten to
+    accumulate ``bmm(g^T, h)`` straight into the weights or momentum buffers with ``baddbmm_``
+    (:func:`fuse_bmm_updates`), so no per-client weight gradient is written. Results equal the
+    untraced step's up to float rounding; the 2NN benchmark's step takes about half the time.
+
     With ``compile=True`` the step (gradients and SGD update) goes through ``torch.compile``,
     which removes most per-op overhead at the price of a one-time compilation (tens of seconds
     on CPU, cached on disk by torch); worth it for long runs, not for a one-minute one. Compiled
@@ -91,11 +100,13 @@ class VmapEngine:
         max_pad_fraction: float = 0.25,
         max_group_size: int | None = None,
         compile: bool = False,
+        trace: bool = True,
+        trace_after: int = 64,
     ):
         self.model, self.x, self.y, self.local = model, x, y, local
         self.layout = FlatParams(model)
         self.max_pad_fraction, self.max_group_size = (1.0 if compile else max_pad_fraction), max_group_size
-        self.compiled = compile
+        self.compiled, self.traced, self.trace_after = compile, trace and not compile, trace_after
         self._train_step = self._make_train_step(compile)
 
     def _make_train_step(self, compile: bool):
@@ -118,7 +129,9 @@ class VmapEngine:
                 sgd_step_(plist, list(grads.values()), bufs, local, scale)
             return losses.detach()
 
-        return torch.compile(train_step) if compile else train_step
+        if compile:
+            return torch.compile(train_step)
+        return TracedStep(train_step, self.trace_after) if self.traced else train_step
 
     def train(self, global_params: torch.Tensor, schedules: list[Schedule]) -> tuple[torch.Tensor, torch.Tensor]:
         out = torch.empty(len(schedules), self.layout.dim, device=global_params.device)

@@ -1,0 +1,106 @@
+"""Traced vmap steps: the bmm-update rewrite on hand-computed cases, and traced == untraced."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_engine import run_rounds, tiny_config
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from fedbench.engine.trace import TracedStep, fuse_bmm_updates
+
+aten = torch.ops.aten
+A = torch.tensor([[[1.0], [2.0]], [[0.0], [1.0]]])  # (2 clients, 2, 1)
+B = torch.tensor([[[1.0, 0.0, 2.0]], [[3.0, 1.0, 0.0]]])  # (2 clients, 1, 3)
+# A @ B per client: [[1, 0, 2], [2, 0, 4]] and [[0, 0, 0], [3, 1, 0]].
+
+
+def targets(gm) -> list:
+    return [n.target for n in gm.graph.nodes if n.op == "call_function"]
+
+
+def test_fused_sgd_update_hand_computed():
+    def step(w, bias, a, b):
+        torch._foreach_add_([w, bias], [torch.bmm(a, b), bias * 2], alpha=-0.5)
+
+    w, bias = torch.ones(2, 2, 3), torch.ones(2, 3)
+    gm = make_fx(step, tracing_mode="fake")(w, bias, A, B)
+    assert fuse_bmm_updates(gm) == 1
+    assert aten.bmm.default not in targets(gm) and aten.baddbmm_.default in targets(gm)
+    gm(w, bias, A, B)
+    expected = torch.tensor([[[0.5, 1, 0], [0, 1, -1]], [[1, 1, 1], [-0.5, 0.5, 1]]])
+    torch.testing.assert_close(w, expected, rtol=0, atol=0)
+    torch.testing.assert_close(bias, torch.zeros(2, 3), rtol=0, atol=0)  # 1 - 0.5 * 2, left in the foreach
+
+
+def test_fused_update_with_one_step_size_per_client():
+    def step(w, a, b, s):
+        torch._foreach_addcmul_([w], [torch.bmm(a, b)], [s.view(-1, 1, 1)])
+
+    w, s = torch.ones(2, 2, 3), torch.tensor([-1.0, 0.0])  # the second client is frozen
+    gm = make_fx(step, tracing_mode="fake")(w, A, B, s)
+    assert fuse_bmm_updates(gm) == 1 and aten._foreach_addcmul_.Scalar not in targets(gm)
+    gm(w, A, B, s)
+    expected = torch.tensor([[[0.0, 1, -1], [-1, 1, -3]], [[1, 1, 1], [1, 1, 1]]])
+    torch.testing.assert_close(w, expected, rtol=0, atol=0)
+
+
+def test_gradient_read_elsewhere_or_transposed_is_left_alone():
+    def read_twice(w, a, b):
+        g = torch.bmm(a, b)
+        torch._foreach_add_([w], [g], alpha=-1.0)
+        return g.sum()
+
+    def transposed(w, a, b):  # w is (n, 3, 2): the update is bmm(a, b)^T, not bmm(a, b)
+        torch._foreach_add_([w], [torch.bmm(a, b).transpose(1, 2)], alpha=-1.0)
+
+    for fn, w in ((read_twice, torch.zeros(2, 2, 3)), (transposed, torch.zeros(2, 3, 2))):
+        gm = make_fx(fn, tracing_mode="fake")(w, A, B)
+        assert fuse_bmm_updates(gm) == 0
+        ref = w.clone()
+        fn(ref, A, B)
+        gm(w, A, B)
+        torch.testing.assert_close(w, ref, rtol=0, atol=0)
+
+
+def test_traced_step_traces_each_signature_after_it_recurs():
+    calls = []
+
+    def fn(x, y):
+        calls.append(x.shape)
+        return x * 2 + (0 if y is None else y)
+
+    step = TracedStep(fn, after=2)
+    for _ in range(4):
+        assert torch.equal(step(torch.ones(3), None), torch.full((3,), 2.0))
+    assert len(step.graphs) == 1 and len(calls) == 2 + 1  # 2 untraced calls, then one trace
+    step(torch.ones(3), torch.ones(3))  # another signature: None became a tensor
+    step(torch.ones(4), None)  # another shape
+    assert len(step.graphs) == 1 and len(step.calls) == 3
+
+
+@pytest.mark.parametrize(
+    "over, fused",
+    [
+        ({"model.name": "cnn_small"}, False),  # momentum 0.9, weight decay: nothing to fuse
+        ({"model": {"name": "mlp", "hidden": [32, 16]}, "algorithm.weight_decay": 0.0}, True),
+        (
+            {"model": {"name": "mlp", "hidden": [24]}, "algorithm.momentum": 0.0, "algorithm.weight_decay": 0.0}
+            | {"engine.max_pad_fraction": 0.9},
+            True,
+        ),
+        ({"model": {"name": "cnn_small", "norm": "group", "groups": 4}, "algorithm.weight_decay": 0.0}, True),
+    ],
+    ids=["cnn-momentum-wd", "mlp-momentum", "mlp-ragged-sgd", "cnn-groupnorm-momentum"],
+)
+def test_traced_engine_matches_untraced(over, fused):
+    cfg = tiny_config(**over)
+    cfg["engine"] = {"name": "vmap", "trace_after": 0, **{k: v for k, v in cfg["engine"].items() if k != "name"}}
+    traced = run_rounds(cfg, 3)
+    graphs = list(traced.engine._train_step.graphs.values())
+    assert graphs, "trace_after=0 must trace"
+    assert any(aten.baddbmm_.default in targets(g) for g in graphs) == fused
+    cfg["engine"]["trace"] = False
+    eager = run_rounds(cfg, 3)
+    rel = (traced.params - eager.params).norm() / eager.params.norm()
+    assert rel < 1e-5, f"relative difference {rel:.2e}"
