@@ -75,19 +75,29 @@ def sgd_step_(
     local: LocalSGD,
     scale: list[torch.Tensor] | None = None,
 ) -> None:
-    """In-place :class:`LocalSGD` step over lists of tensors. ``grads`` is overwritten.
+    """In-place :class:`LocalSGD` step over lists of tensors.
 
     ``scale`` (one tensor per parameter, broadcastable to it, holding ``-lr`` or ``0``) freezes
     the parameters of clients whose schedule has ended; without it every parameter moves.
+    Weight decay is applied to the weights or buffers before the gradient is added, never to the
+    gradient itself: the same sums in another order, which leaves each gradient read exactly
+    once, so a traced step can accumulate it in place (:func:`fedbench.engine.trace.fuse_bmm_updates`).
     """
-    if local.weight_decay:
-        torch._foreach_add_(grads, params, alpha=local.weight_decay)
-    direction = grads
+    wd, lr = local.weight_decay, local.lr
     if local.momentum:
-        torch._foreach_mul_(bufs, local.momentum)
+        torch._foreach_mul_(bufs, local.momentum)  # b <- m b + wd w + g
+        if wd:
+            torch._foreach_add_(bufs, params, alpha=wd)
         torch._foreach_add_(bufs, grads)
         direction = bufs
+    else:
+        if wd:  # w - lr (g + wd w) = (1 - lr wd) w - lr g
+            if scale is None:
+                torch._foreach_mul_(params, 1 - lr * wd)
+            else:
+                torch._foreach_addcmul_(params, params, [s * wd for s in scale])
+        direction = grads
     if scale is None:
-        torch._foreach_add_(params, direction, alpha=-local.lr)
+        torch._foreach_add_(params, direction, alpha=-lr)
     else:
         torch._foreach_addcmul_(params, direction, scale)
