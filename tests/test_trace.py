@@ -7,7 +7,7 @@ import torch
 from test_engine import run_rounds, tiny_config
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from fedbench.engine.trace import TracedStep, fuse_bmm_updates
+from fedbench.engine.trace import TracedStep, drop_identity_views, fuse_bmm_updates
 
 aten = torch.ops.aten
 A = torch.tensor([[[1.0], [2.0]], [[0.0], [1.0]]])  # (2 clients, 2, 1)
@@ -61,6 +61,21 @@ def test_gradient_read_elsewhere_or_transposed_is_left_alone():
         fn(ref, A, B)
         gm(w, A, B)
         torch.testing.assert_close(w, ref, rtol=0, atol=0)
+
+
+def test_identity_views_are_dropped_and_real_ones_kept():
+    def fn(x):
+        y = x.view(2, 6).expand(2, 6)  # identity expand of a real view
+        z = y.transpose(0, 1).transpose(0, 1)  # a pair that cancels
+        return (z * 2).view(2, 6).sum(0) + x.transpose(0, 1).reshape(-1)[:6]
+
+    x = torch.arange(12.0).view(3, 4)
+    gm = make_fx(fn, tracing_mode="fake")(x)
+    before = len(gm.graph.nodes)
+    assert drop_identity_views(gm) == 4  # expand, the two transposes, view(2, 6) of a (2, 6)
+    assert len(gm.graph.nodes) == before - 4
+    assert targets(gm).count(aten.view.default) >= 1, "the reshaping view(2, 6) of (3, 4) stays"
+    torch.testing.assert_close(gm(x), fn(x), rtol=0, atol=0)
 
 
 def test_traced_step_traces_each_signature_after_it_recurs():

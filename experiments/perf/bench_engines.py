@@ -3,7 +3,7 @@
 Where ``bench_round.py`` measures the issue's fixed 2NN workload against plain PyTorch loops, this
 script shows how the engines scale with the number of clients trained per round, on any built-in
 model and on CPU or GPU. Every round is ``Simulation.step()`` without evaluation; engines are
-interleaved round by round after one warm-up round (two with ``--compile``, which compiles then).
+interleaved round by round after two warm-up rounds (in which vmap traces and compile compiles).
 
 Usage::
 
@@ -39,6 +39,7 @@ def build(engine: str, args, clients: int) -> Simulation:
         "algorithm.lr=0.05",
         f"engine={name}",
         f"engine.compile={str(flag == 'compile').lower()}",
+        f"engine.trace={str(flag != 'eager').lower()}",
         f"num_clients={args.num_clients}",
         f"clients_per_round={clients}",
         f"rounds={args.rounds + 1000}",  # never the last round, so never evaluated
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--engines",
         default="sequential,vmap",
-        help="comma-separated; 'vmap+compile' is the compiled vmap step (default sequential,vmap)",
+        help="comma-separated; 'vmap+compile': compiled step, 'vmap+eager': untraced step (default sequential,vmap)",
     )
     ap.add_argument("--num-clients", type=int, default=100)
     ap.add_argument("--samples", type=int, default=600, help="samples per client (default 600, as MNIST/100)")
@@ -88,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for clients in map(int, args.clients.split(",")):
         sims = {e: build(e, args, clients) for e in engines}
-        for e, sim in sims.items():
-            for _ in range(2 if e.endswith("compile") else 1):
+        for sim in sims.values():
+            for _ in range(2):
                 timed_round(sim)
         times: dict[str, list[float]] = {e: [] for e in engines}
         for _ in range(args.rounds):

@@ -9,6 +9,7 @@
 # 3. experiments/perf/bench_round.py --device cuda (the 2NN workload, all engines);
 # 4. experiments/perf/bench_engines.py: engines vs clients per round on the McMahan CNN;
 # 5. the CPU test suite under this machine's torch (skipping wandb, which may be absent).
+# QUICK=1 runs steps 1, 3 and 4 only (and tests/test_trace.py with step 1).
 # Wheels for missing pure-Python dependencies (hydra-core, omegaconf, antlr4) may be placed in
 # .whl/; they are installed into /tmp/site. Each step has its own time limit and the script goes on.
 set -u
@@ -27,19 +28,24 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, torch.cuda.get_device_name())"
 
 step "tests/test_cuda.py on the GPU"
-timeout 300 python3 -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py 2>&1 | tee "$OUT/test_cuda.log" | tail -25
+timeout 300 python3 -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py ${QUICK:+tests/test_trace.py} 2>&1 | tee "$OUT/test_cuda.log" | tail -25
 
+if [ -z "${QUICK:-}" ]; then
 step "default experiment, device=cuda"
 timeout 120 python3 -m fedbench device=cuda progress=false "hydra.run.dir=$OUT/default_cuda" 2>&1 | tail -5
 python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print({k: s.get(k) for k in ('status','engine','wall_time_s')}, s.get('final',{}).get('test_acc'))" "$OUT/default_cuda/summary.json"
+
+fi
 
 step "bench_round.py --device cuda"
 timeout 240 python3 experiments/perf/bench_round.py --device cuda --rounds 10 --out "$OUT/round_cuda.json" 2>&1 | tail -22
 
 step "bench_engines.py, McMahan CNN, device=cuda"
 timeout 240 python3 experiments/perf/bench_engines.py --model cnn_mnist --clients 10,50 --device cuda \
-  --engines sequential,vmap,vmap+compile --out "$OUT/engines_cuda.json" 2>&1 | tail -6
+  --engines sequential,vmap+eager,vmap,vmap+compile --out "$OUT/engines_cuda.json" 2>&1 | tail -6
 
+if [ -z "${QUICK:-}" ]; then
 step "CPU test suite under this machine's torch"
 timeout 240 python3 -m pytest -q -p no:cacheprovider -n 8 -k "not wandb and not console_script" tests 2>&1 | tail -8
+fi
 step "done"

@@ -39,6 +39,7 @@ class TracedStep:
 
             graph = make_fx(self.fn, tracing_mode="fake")(*args)
             fuse_bmm_updates(graph)
+            drop_identity_views(graph)
             self.graphs[key] = graph
         return graph(*args)
 
@@ -64,6 +65,42 @@ def _bmm_source(node: fx.Node) -> fx.Node | None:
 def _per_batch_scale(node: fx.Node, batch: int) -> bool:
     val = node.meta.get("val")
     return val is not None and val.dim() == 3 and val.shape[0] == batch and val.shape[1:] == (1, 1)
+
+
+def drop_identity_views(gm: fx.GraphModule) -> int:
+    """Remove ``view``/``expand``/``_unsafe_view`` nodes whose output has the input's shape and
+    strides, and ``transpose`` pairs that undo each other; returns how many nodes went.
+
+    vmap's batching rules emit many of these; each costs a Python-level op call per step. Both
+    ends alias the same storage with the same layout, so readers see the same elements.
+    """
+    same = (aten.view.default, aten._unsafe_view.default, aten.expand.default)
+    dropped = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or not isinstance(node.args[0], fx.Node):
+            continue
+        src = node.args[0]
+        if node.target in same:
+            a, b = src.meta.get("val"), node.meta.get("val")
+            if a is None or b is None or a.shape != b.shape or a.stride() != b.stride():
+                continue
+        elif node.target == aten.transpose.int and src.target == aten.transpose.int:
+            if sorted(node.args[1:]) != sorted(src.args[1:]) or len({*node.args[1:]}) != 2:
+                continue
+            src = src.args[0]
+        else:
+            continue
+        node.replace_all_uses_with(src)
+        gm.graph.erase_node(node)
+        dropped += 1
+    if dropped:
+        for node in reversed(list(gm.graph.nodes)):  # views that only fed dropped nodes
+            if node.op == "call_function" and node.target in (*_VIEWS, aten.expand.default) and not node.users:
+                gm.graph.erase_node(node)
+                dropped += 1
+        gm.graph.lint()
+        gm.recompile()
+    return dropped
 
 
 def fuse_bmm_updates(gm: fx.GraphModule) -> int:
