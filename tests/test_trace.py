@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_engine import run_rounds, tiny_config
 from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -43,6 +45,43 @@ def test_fused_update_with_one_step_size_per_client():
     gm(w, A, B, s)
     expected = torch.tensor([[[0.0, 1, -1], [-1, 1, -3]], [[1, 1, 1], [1, 1, 1]]])
     torch.testing.assert_close(w, expected, rtol=0, atol=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 4),
+    out=st.integers(1, 5),
+    k=st.integers(1, 4),
+    inp=st.integers(1, 6),
+    alpha=st.sampled_from([1.0, -0.05, -1.0, 0.3]),
+    scaled=st.booleans(),
+    momentum=st.booleans(),
+)
+def test_fused_updates_equal_unfused_on_random_shapes(n, out, k, inp, alpha, scaled, momentum):
+    """The rewritten graph computes what the traced one did, for the update forms sgd_step_ emits."""
+
+    def step(w, buf, a, b, s):
+        g = torch.bmm(a, b)
+        target = buf if momentum else w
+        if scaled:
+            torch._foreach_addcmul_([target], [g], [s.view(-1, 1, 1)])
+        else:
+            torch._foreach_add_([target], [g], alpha=alpha)
+
+    gen = torch.Generator().manual_seed(n * 1000 + out * 100 + k * 10 + inp)
+    args = [torch.randn(n, out, inp, generator=gen), torch.randn(n, out, inp, generator=gen)]
+    args += [
+        torch.randn(n, out, k, generator=gen),
+        torch.randn(n, k, inp, generator=gen),
+        torch.randn(n, generator=gen),
+    ]
+    gm = make_fx(step, tracing_mode="fake")(*args)
+    assert fuse_bmm_updates(gm) == 1
+    ref = [t.clone() for t in args]
+    step(*ref)
+    gm(*args)
+    torch.testing.assert_close(args[0], ref[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(args[1], ref[1], rtol=1e-5, atol=1e-5)
 
 
 def test_gradient_read_elsewhere_or_transposed_is_left_alone():
