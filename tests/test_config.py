@@ -118,6 +118,7 @@ def test_fused_engine_with_a_cnn_is_a_config_error():
         (["algorithm.server_momentum=-0.5"], ["algorithm.server_momentum", "-0.5", "[0, 1)"]),
         (["device=tpu"], ["device", "tpu", "auto, cpu, cuda"]),
         (["device=cuda:x"], ["device", "cuda:x", "cuda:N"]),
+        (["engine.trace_after=-1"], ["engine.trace_after", "-1", ">= 0"]),
         (["device=cuda:99"], ["device", "cuda:99", "no such CUDA device", "auto, cpu"]),
         (["seed=-1"], ["seed", "-1", ">= 0"]),
         (["eval_every=0"], ["eval_every", "0", ">= 1"]),
