@@ -1,4 +1,4 @@
-"""Traced execution of the vmap engine's step: ``make_fx`` graphs and one rewrite on them."""
+"""Traced execution of the vmap engine's step: ``make_fx`` graphs and two rewrites of them."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ class TracedStep:
     seen while tracing (learning rate, momentum) are baked into the graph. Tracing a small model
     costs as much as a few hundred untraced steps, so a signature runs untraced for its first
     ``after`` calls and is traced only once it has recurred that often: the rare group sizes of
-    ragged rounds are never traced. Each graph then goes through :func:`fuse_bmm_updates`.
+    ragged rounds are never traced. Each graph then goes through :func:`fuse_bmm_updates` and
+    :func:`drop_identity_views`.
     """
 
     def __init__(self, fn, after: int = 64):
