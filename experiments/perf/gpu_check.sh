@@ -8,8 +8,9 @@
 # 2. the default experiment through the CLI with device=cuda;
 # 3. experiments/perf/bench_round.py --device cuda (the 2NN workload, all engines);
 # 4. experiments/perf/bench_engines.py: engines vs clients per round on the McMahan CNN;
-# 5. the CPU test suite under this machine's torch (skipping wandb, which may be absent).
-# QUICK=1 runs steps 1, 3 and 4 only (and tests/test_trace.py with step 1).
+# 5. the CPU test suite under this machine's torch (skipping wandb, which may be absent);
+# 6. experiments/perf/cuda_determinism.py: which part makes repeated CUDA runs differ in the last bits.
+# QUICK=1 runs steps 1, 3, 4 and 6 only (and tests/test_trace.py with step 1).
 # Wheels for missing pure-Python dependencies (hydra-core, omegaconf, antlr4) may be placed in
 # .whl/; they are installed into /tmp/site. Each step has its own time limit and the script goes on.
 set -u
@@ -48,4 +49,6 @@ if [ -z "${QUICK:-}" ]; then
 step "CPU test suite under this machine's torch"
 timeout 240 python3 -m pytest -q -p no:cacheprovider -n 8 -k "not wandb and not console_script" tests 2>&1 | tail -8
 fi
+step "cuda_determinism.py"
+timeout 240 python3 experiments/perf/cuda_determinism.py --device cuda 2>&1 | tail -6
 step "done"
