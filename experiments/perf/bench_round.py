@@ -172,7 +172,22 @@ def sgd_pass(model, opt, x, y, perm: torch.Tensor, batch: int) -> tuple[int, int
     return steps, samples, largest
 
 
-class PlainRound:
+class OneModelRound:
+    """Shared set-up of the plain PyTorch contenders: one MLP from the fedbench initial weights,
+    ``torch.optim.SGD``, client shards as index tensors, and their own seeded generators."""
+
+    def __init__(self, x, y, parts, init_state, seed: int):
+        self.x, self.y = x, y
+        self.parts = [torch.as_tensor(p, device=x.device) for p in parts]
+        self.model = make_mlp().to(x.device)
+        self.model.load_state_dict(init_state)
+        self.params = list(self.model.parameters())
+        self.opt = torch.optim.SGD(self.params, lr=LR)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.np_rng = np.random.default_rng(seed)
+
+
+class PlainRound(OneModelRound):
     """What a naive simulator does: per selected client, reset one model to the global weights,
     run a plain ``torch.optim.SGD`` loop over the client's shuffled samples in batches of 10 (index
     gathers ``x[idx]`` from the in-memory training tensor, no DataLoader), then average the
@@ -181,15 +196,8 @@ class PlainRound:
     name = "plain"
 
     def __init__(self, x, y, parts, init_state, seed: int):
-        self.x, self.y = x, y
-        self.parts = [torch.as_tensor(p, device=x.device) for p in parts]
-        self.model = make_mlp().to(x.device)
-        self.model.load_state_dict(init_state)
-        self.params = list(self.model.parameters())
+        super().__init__(x, y, parts, init_state, seed)
         self.global_w = [p.detach().clone() for p in self.params]
-        self.opt = torch.optim.SGD(self.params, lr=LR)
-        self.gen = torch.Generator().manual_seed(seed)
-        self.np_rng = np.random.default_rng(seed)
 
     def round(self) -> tuple[float, dict[str, int]]:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -217,20 +225,11 @@ class PlainRound:
         return dt_, cpu, {"clients": len(selected), "sgd_steps": steps, "samples": samples, "max_batch": max_batch}
 
 
-class FloorRound:
+class FloorRound(OneModelRound):
     """The arithmetic floor: the same number of samples (10 clients x 600) per round, in batches of
     100 on one model that is never reset or copied (60 SGD steps per round)."""
 
     name = "floor"
-
-    def __init__(self, x, y, parts, init_state, seed: int):
-        self.x, self.y = x, y
-        self.parts = [torch.as_tensor(p, device=x.device) for p in parts]
-        self.model = make_mlp().to(x.device)
-        self.model.load_state_dict(init_state)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
-        self.gen = torch.Generator().manual_seed(seed)
-        self.np_rng = np.random.default_rng(seed)
 
     def round(self) -> tuple[float, dict[str, int]]:
         t0, c0 = time.perf_counter(), time.process_time()
