@@ -1,25 +1,28 @@
 """Typed schemas for the Hydra configuration and its validation.
 
 Hydra composes ``conf/config.yaml`` and one option per config group; :func:`validate` then checks
-the result against these dataclasses (unknown keys, wrong types) and against the allowed ranges,
-and returns a typed :class:`RunConfig`. Every problem becomes a :class:`ConfigError` whose message
-is one line naming the key, the bad value and what is allowed.
+the result against the dataclasses registered for each group's options (unknown keys, wrong
+types) and the range checks declared on their fields (:mod:`fedbench.registry`), and returns a
+typed :class:`RunConfig`. Every problem becomes a :class:`ConfigError` whose message is one line
+naming the key, the bad value and what is allowed. This module knows the groups, not the options.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from fedbench.registry import GROUPS, integer, option, options, range_errors
+
 CONF_DIR = Path(__file__).resolve().parent / "conf"
+_DEVICE = (lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None, "auto, cpu, cuda or cuda:N")
 
 
 class ConfigError(ValueError):
@@ -51,169 +54,31 @@ def compose(*overrides: str) -> DictConfig:
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 
-# ---- dataset -------------------------------------------------------------------------------------
-@dataclass
-class DigitsConfig:
-    name: str = "digits"
-    test_fraction: float = 0.2
-
-
-@dataclass
-class SyntheticConfig:
-    name: str = "synthetic"
-    input_shape: list[int] = field(default_factory=lambda: [1, 28, 28])
-    num_classes: int = 10
-    num_train: int = 60000
-    num_test: int = 10000
-    noise: float = 1.0
-
-
-# ---- partition -----------------------------------------------------------------------------------
-@dataclass
-class IIDConfig:
-    name: str = "iid"
-
-
-@dataclass
-class DirichletClassConfig:
-    name: str = "dirichlet_class"
-    alpha: float = 0.5
-    min_size: int = 10
-    max_attempts: int = 100
-    balance: bool = True
-
-
-@dataclass
-class DirichletClientConfig:
-    name: str = "dirichlet_client"
-    alpha: float = 0.5
-    client_size: int | None = None
-
-
-# ---- model ---------------------------------------------------------------------------------------
-@dataclass
-class LogRegConfig:
-    name: str = "logreg"
-
-
-@dataclass
-class MLPConfig:
-    name: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [200, 200])
-
-
-@dataclass
-class CNNConfig:
-    name: str = "cnn_small"
-    norm: str = "none"
-    groups: int = 8
-
-
-# ---- algorithm, engine, logger -------------------------------------------------------------------
-@dataclass
-class FedAvgConfig:
-    name: str = "fedavg"
-    local_epochs: int = 1
-    local_steps: int | None = None
-    batch_size: int = 10
-    lr: float = 0.05
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    server_lr: float = 1.0
-    server_momentum: float = 0.0
-
-
-@dataclass
-class EngineConfig:
-    name: str = "auto"
-    max_pad_fraction: float = 0.25
-    max_group_size: int | None = None
-    compile: bool = False
-    trace: bool = True
-    trace_after: int = 64
-
-
-@dataclass
-class LoggerConfig:
-    name: str = "none"
-    project: str = "fedbench"
-    entity: str | None = None
-    mode: str | None = None
-    tags: list[str] = field(default_factory=list)
-
-
-SCHEMAS: dict[str, dict[str, type]] = {
-    "dataset": {"digits": DigitsConfig, "synthetic": SyntheticConfig},
-    "partition": {
-        "iid": IIDConfig,
-        "dirichlet_class": DirichletClassConfig,
-        "dirichlet_client": DirichletClientConfig,
-    },
-    "model": {"logreg": LogRegConfig, "mlp": MLPConfig, "cnn_mnist": CNNConfig, "cnn_small": CNNConfig},
-    "algorithm": {"fedavg": FedAvgConfig},
-    "engine": {"auto": EngineConfig, "vmap": EngineConfig, "sequential": EngineConfig, "fused": EngineConfig},
-    "logger": {"none": LoggerConfig, "wandb": LoggerConfig},
-}
-
-
 @dataclass
 class RunConfig:
+    """The top-level keys; each config group holds its option's registered dataclass."""
+
     dataset: Any
     partition: Any
     model: Any
-    algorithm: FedAvgConfig
-    engine: EngineConfig
-    logger: LoggerConfig
-    seed: int = 0
-    rounds: int = 100
-    num_clients: int = 20
-    clients_per_round: int = 10
-    eval_every: int = 1
-    eval_batch_size: int = 4096
+    algorithm: Any
+    server_opt: Any
+    engine: Any
+    logger: Any
+    seed: int = option(0, integer(0))
+    rounds: int = option(100, integer(1))
+    num_clients: int = option(20, integer(1))
+    clients_per_round: int = option(10, integer(1))
+    eval_every: int = option(1, integer(1))
+    eval_batch_size: int = option(4096, integer(1))
     client_metrics: bool = True
-    device: str = "auto"
-    threads: int = 0
+    device: str = option("auto", _DEVICE)
+    client_state_device: str = option("cpu", _DEVICE)
+    threads: int = option(0, integer(0, note=" (0 keeps torch's default)"))
     progress: bool = True
 
 
 TOP_LEVEL = {f.name for f in fields(RunConfig)}
-
-# (key, test, what is allowed). Keys are dotted paths into the resolved config.
-_RULES: list[tuple[str, Any, str]] = [
-    ("seed", lambda v: v >= 0, "an integer >= 0"),
-    ("rounds", lambda v: v >= 1, "an integer >= 1"),
-    ("num_clients", lambda v: v >= 1, "an integer >= 1"),
-    ("clients_per_round", lambda v: v >= 1, "an integer >= 1"),
-    ("eval_every", lambda v: v >= 1, "an integer >= 1"),
-    ("eval_batch_size", lambda v: v >= 1, "an integer >= 1"),
-    ("engine.trace_after", lambda v: v >= 0, "an integer >= 0"),
-    ("threads", lambda v: v >= 0, "an integer >= 0 (0 keeps torch's default)"),
-    ("device", lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None, "auto, cpu, cuda or cuda:N"),
-    ("partition.alpha", lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
-    ("partition.min_size", lambda v: v >= 0, "an integer >= 0"),
-    ("partition.max_attempts", lambda v: v >= 1, "an integer >= 1"),
-    ("partition.client_size", lambda v: v is None or v >= 1, "null or an integer >= 1"),
-    ("dataset.test_fraction", lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
-    ("dataset.num_classes", lambda v: v >= 2, "an integer >= 2"),
-    ("dataset.num_train", lambda v: v >= 1, "an integer >= 1"),
-    ("dataset.num_test", lambda v: v >= 1, "an integer >= 1"),
-    ("dataset.noise", lambda v: v >= 0, "a number >= 0"),
-    ("dataset.input_shape", lambda v: len(v) >= 1 and all(s >= 1 for s in v), "a non-empty list of sizes >= 1"),
-    ("model.hidden", lambda v: all(h >= 1 for h in v), "a list of layer widths >= 1"),
-    ("model.norm", lambda v: v in ("none", "group"), "none or group"),
-    ("model.groups", lambda v: v >= 1, "an integer >= 1"),
-    ("algorithm.local_epochs", lambda v: v >= 1, "an integer >= 1"),
-    ("algorithm.local_steps", lambda v: v is None or v >= 1, "null or an integer >= 1"),
-    ("algorithm.batch_size", lambda v: v >= 1, "an integer >= 1"),
-    ("algorithm.lr", lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0"),
-    ("algorithm.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ("algorithm.weight_decay", lambda v: v >= 0, "a number >= 0"),
-    ("algorithm.server_lr", lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
-    ("algorithm.server_momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ("engine.max_pad_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ("engine.max_group_size", lambda v: v is None or v >= 1, "null or an integer >= 1"),
-    ("logger.mode", lambda v: v in (None, "online", "offline", "disabled"), "null, online, offline or disabled"),
-]
 
 
 def _fmt(value: Any) -> str:
@@ -224,12 +89,15 @@ def _typed_group(group: str, node: Any) -> Any:
     if not isinstance(node, DictConfig) or "name" not in node:
         raise ConfigError(f"{group}: must be a config group with a 'name' key (got {_fmt(node)})")
     name = node.name
-    options = SCHEMAS[group]
-    if name not in options:
-        raise ConfigError(f"{group}.name={name!r}: unknown {group}; allowed: {', '.join(options)}")
-    schema = options[name]
+    known = options(group)
+    if name not in known:
+        raise ConfigError(f"{group}.name={name!r}: unknown {group}; allowed: {', '.join(known)}")
+    schema = known[name].schema
     allowed = [f.name for f in fields(schema)]
+    moved = getattr(schema, "moved", {})
     for key in node:
+        if key in moved:
+            raise ConfigError(f"{group}.{key}={_fmt(node[key])}: this key moved; set {moved[key]} instead")
         if key not in allowed:
             raise ConfigError(
                 f"{group}.{key}={_fmt(node[key])}: unknown key for {group} {name!r}; allowed keys: {', '.join(allowed)}"
@@ -253,13 +121,13 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     for key in cfg:
         if key not in TOP_LEVEL:
             raise ConfigError(f"{key}={_fmt(cfg[key])}: unknown key; allowed: {', '.join(sorted(TOP_LEVEL))}")
-    groups = {g: _typed_group(g, cfg[g]) if g in cfg else None for g in SCHEMAS}
-    for g, v in groups.items():
-        if v is None:
-            raise ConfigError(f"{g}: missing config group; allowed: {', '.join(SCHEMAS[g])}")
+    for g in GROUPS:
+        if g not in cfg:
+            raise ConfigError(f"{g}: missing config group; allowed: {', '.join(options(g))}")
+    groups = {g: _typed_group(g, cfg[g]) for g in GROUPS}
     scalars = OmegaConf.structured(RunConfig(**groups))
     try:
-        typed = OmegaConf.merge(scalars, {k: cfg[k] for k in cfg if k not in SCHEMAS})
+        typed = OmegaConf.merge(scalars, {k: cfg[k] for k in cfg if k not in GROUPS})
     except (ValidationError, ConfigKeyError) as e:
         raise ConfigError(f"{e.full_key}={_fmt(e.value)}: wrong type ({e.msg.splitlines()[0]})") from None
     run: RunConfig = OmegaConf.to_object(typed)
@@ -267,34 +135,29 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     return run
 
 
-def _lookup(run: RunConfig, key: str) -> tuple[bool, Any]:
-    node: Any = run
-    for part in key.split("."):
-        if not hasattr(node, part):
-            return False, None
-        node = getattr(node, part)
-    return True, node
-
-
 def _check_ranges(run: RunConfig) -> None:
-    for key, ok, allowed in _RULES:
-        present, value = _lookup(run, key)
-        if present and not ok(value):
-            raise ConfigError(f"{key}={value!r}: out of range; allowed: {allowed}")
+    """Field checks of the top level and of every group's option, then cross-key checks: the
+    top level's own, and each option's ``check(run)`` (returns an error line or None)."""
+    errors = range_errors(run)
+    for g in GROUPS:
+        errors += range_errors(getattr(run, g), f"{g}.")
+    if errors:
+        raise ConfigError(errors[0])
     if run.clients_per_round > run.num_clients:
         raise ConfigError(
             f"clients_per_round={run.clients_per_round}: more than num_clients={run.num_clients}; "
             "allowed: 1 <= clients_per_round <= num_clients"
         )
-    _check_device(run.device)
-    if run.engine.name == "fused" and run.model.name not in ("logreg", "mlp"):
-        raise ConfigError(
-            f"engine.name='fused': cannot train model.name={run.model.name!r}; allowed models: logreg, mlp "
-            "(use engine=vmap for the others)"
-        )
+    _check_device("device", run.device)
+    _check_device("client_state_device", run.client_state_device)
+    for g in GROUPS:
+        check = getattr(getattr(run, g), "check", None)
+        problem = check(run) if check is not None else None
+        if problem:
+            raise ConfigError(problem)
 
 
-def _check_device(name: str) -> None:
+def _check_device(key: str, name: str) -> None:
     """A CUDA device that this machine lacks is a config error before any run starts."""
     if not name.startswith("cuda"):
         return
@@ -304,7 +167,7 @@ def _check_device(name: str) -> None:
     index = int(name.split(":", 1)[1]) if ":" in name else 0
     if index >= count:
         allowed = "auto, cpu" + "".join(f", cuda:{i}" for i in range(count)) + (", cuda" if count else "")
-        raise ConfigError(f"device={name!r}: no such CUDA device on this machine; allowed here: {allowed}")
+        raise ConfigError(f"{key}={name!r}: no such CUDA device on this machine; allowed here: {allowed}")
 
 
 def to_dict(run: RunConfig) -> dict[str, Any]:

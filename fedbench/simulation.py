@@ -1,12 +1,17 @@
 """The federated round pipeline.
 
-One round is a fixed sequence of named stages, each returning ``(result, metrics)``::
+One round is a fixed sequence of named stages; each returns its metrics, which are merged into
+the round's row::
 
-    select -> broadcast -> local_train -> client_transforms -> aggregate -> server_update -> evaluate
+    select -> broadcast -> local_train -> uplink -> aggregate -> server_postprocess
+           -> server_update -> evaluate
 
-Client updates travel between stages as one stacked tensor ``(n_selected, d)`` of
-``w_local - w_global``. New capabilities (compression, attacks, robust aggregation, privacy)
-plug into a stage; the loop in :meth:`Simulation.run` does not change.
+A :class:`~fedbench.round.RoundRecord` travels through the stages: the round's clients, their
+stacked updates ``(n, d)`` of ``w_local - w_global``, their extra uploads, sample and step counts,
+aggregation weights and the bytes each stage sent. The algorithm (:mod:`fedbench.algorithm`)
+plugs into ``broadcast``, ``local_train`` and ``aggregate`` through its hooks; client transforms
+(clipping, noise, compression, attacks) plug into ``uplink``, server transforms (server-side DP
+noise) into ``server_postprocess``. The loop in :meth:`Simulation.step` does not change.
 """
 
 from __future__ import annotations
@@ -21,16 +26,16 @@ import numpy as np
 import torch
 
 from fedbench.aggregator import weighted_mean
-from fedbench.algorithm import server_sgd
 from fedbench.config import ConfigError, RunConfig
 from fedbench.data import load_dataset
-from fedbench.engine import FlatParams, LocalSGD, make_engine, make_schedule
+from fedbench.engine import FlatParams, LocalRule, make_engine, make_schedule
 from fedbench.evaluate import client_accuracy, fairness, per_sample
 from fedbench.models import build_model
 from fedbench.partition import PARTITIONERS, PartitionError, partition_stats
+from fedbench.registry import entry
 from fedbench.rng import numpy_rng
-
-BYTES_PER_PARAM = 4  # fp32 on the wire, until compression says otherwise
+from fedbench.round import RoundRecord, fp32_bytes
+from fedbench.state import ClientState
 
 
 class Diverged(RuntimeError):
@@ -40,11 +45,20 @@ class Diverged(RuntimeError):
 class ClientTransform(NamedTuple):
     """A client-side update transform (clipping, noise, compression...), optax style.
 
-    ``update(updates (n, d), state, client_ids) -> (updates, state, metrics)``.
+    ``update(record, state) -> (state, metrics)`` changes ``record.updates`` (and may add to
+    ``record.payloads``); ``init(d)`` gives its initial state.
     """
 
     init: Callable[[int], Any]
-    update: Callable[[torch.Tensor, Any, np.ndarray], tuple[torch.Tensor, Any, dict[str, float]]]
+    update: Callable[[RoundRecord, Any], tuple[Any, dict[str, float]]]
+
+
+class ServerTransform(NamedTuple):
+    """A server-side transform of the aggregate (server DP noise...): ``update(aggregate, state,
+    record) -> (aggregate, state, metrics)``."""
+
+    init: Callable[[int], Any]
+    update: Callable[[torch.Tensor, Any, RoundRecord], tuple[torch.Tensor, Any, dict[str, float]]]
 
 
 class Callback(Protocol):
@@ -61,9 +75,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Simulation:
-    """A federated training run: data, partition, model, engine and the round pipeline."""
+    """A federated training run: data, partition, model, engine, algorithm and the round pipeline.
 
-    def __init__(self, run: RunConfig, transforms: Sequence[ClientTransform] = ()):
+    State that lives across rounds, and so what a checkpoint holds: ``params`` (global model),
+    ``server_state`` (server optimizer), ``algorithm.state`` (server-side algorithm state),
+    ``client_state`` (per-client state store), the transforms' states and ``round``.
+    """
+
+    def __init__(
+        self,
+        run: RunConfig,
+        transforms: Sequence[ClientTransform] = (),
+        server_transforms: Sequence[ServerTransform] = (),
+    ):
         self.run = run
         self.device = resolve_device(run.device)
         if run.threads:
@@ -78,33 +102,39 @@ class Simulation:
         self.layout = FlatParams(self.model)
         self.params = self.layout.flatten(self.model).clone()
         alg = run.algorithm
-        self.local = LocalSGD(
+        self.local = alg.local_sgd()
+        self.algorithm = entry("algorithm", alg.name).impl(alg)
+        self.rule = LocalRule(
             lr=alg.lr,
-            batch_size=alg.batch_size,
-            local_epochs=alg.local_epochs,
-            local_steps=alg.local_steps,
             momentum=alg.momentum,
-            weight_decay=alg.weight_decay,
+            coef=alg.weight_decay + self.algorithm.coef,
+            constant=self.algorithm.constant,
         )
+        eng = run.engine
         try:
             self.engine, self.engine_note = make_engine(
-                run.engine.name,
+                eng.name,
                 self.model,
                 self.data.x_train,
                 self.data.y_train,
-                self.local,
-                run.engine.max_pad_fraction,
-                run.engine.max_group_size,
-                run.engine.compile,
-                run.engine.trace,
-                run.engine.trace_after,
+                self.rule,
+                alg.batch_size,
+                eng.max_pad_fraction,
+                eng.max_group_size,
+                eng.compile,
+                eng.trace,
+                eng.trace_after,
             )
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        self.server = server_sgd(alg.server_lr, alg.server_momentum)
+        self.client_state = ClientState(resolve_device(run.client_state_device))
+        self.algorithm.init(self)
+        self.server = entry("server_opt", run.server_opt.name).impl(run.server_opt)
         self.server_state = self.server.init(self.params)
         self.transforms = list(transforms)
         self.transform_states = [t.init(self.layout.dim) for t in self.transforms]
+        self.server_transforms = list(server_transforms)
+        self.server_transform_states = [t.init(self.layout.dim) for t in self.server_transforms]
         self.round = 0
         self.totals = {"uplink_bytes_cum": 0, "downlink_bytes_cum": 0}
 
@@ -125,38 +155,62 @@ class Simulation:
         self.owner = torch.as_tensor(owner, device=self.device)
 
     # ---- stages ----------------------------------------------------------------------------------
-    def select(self, r: int) -> tuple[np.ndarray, dict[str, float]]:
+    def select(self, r: int) -> tuple[RoundRecord, dict[str, float]]:
         """Uniform sampling without replacement from the ``sampling`` stream keyed by round."""
         rng = numpy_rng(self.run.seed, "sampling", r)
         chosen = np.sort(rng.choice(self.run.num_clients, self.run.clients_per_round, replace=False))
-        return chosen, {"num_selected": len(chosen)}
+        record = RoundRecord(round=r, clients=chosen, num_samples=self.sizes[chosen])
+        return record, {"num_selected": len(chosen)}
 
-    def broadcast(self, selected: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
-        sent = len(selected) * self.layout.dim * BYTES_PER_PARAM
-        return self.params, {"downlink_bytes": sent}
+    def broadcast(self, record: RoundRecord) -> tuple[torch.Tensor, dict[str, float]]:
+        """The global model, and the algorithm's payloads, to every selected client."""
+        record.add_bytes("downlink", "model", record.n * fp32_bytes(self.params))
+        for name, t in self.algorithm.broadcast_payloads(self).items():
+            record.add_bytes("downlink", name, record.n * fp32_bytes(t))
+        return self.params, {}
 
-    def local_train(self, selected: np.ndarray, global_params: torch.Tensor, r: int):
-        schedules = [make_schedule(self.parts[c], self.local, self.run.seed, r, int(c)) for c in selected]
-        local, losses = self.engine.train(global_params, schedules)
-        return local - global_params, {"train_loss": float(losses.mean())}
+    def local_train(self, record: RoundRecord, w0: torch.Tensor) -> dict[str, float]:
+        """Every selected client trains from ``w0`` with the local rule and its constant term."""
+        schedules = [
+            make_schedule(self.parts[c], self.local, self.run.seed, record.round, int(c)) for c in record.clients
+        ]
+        record.steps = np.array([s.steps for s in schedules], dtype=np.int64)
+        const = self.algorithm.local_constant(self, record, w0)
+        local, record.losses = self.engine.train(w0, schedules, const)
+        record.updates = local - w0
+        record.weights = torch.as_tensor(record.num_samples, dtype=w0.dtype, device=w0.device)
+        metrics = self.algorithm.after_local(self, record, w0)
+        return {"train_loss": float(record.losses.mean()), **metrics}
 
-    def client_transforms(self, updates: torch.Tensor, selected: np.ndarray):
+    def uplink(self, record: RoundRecord) -> dict[str, float]:
+        """Client transforms in order, then every upload counted as it is sent (fp32 for now)."""
         metrics: dict[str, float] = {}
         for i, t in enumerate(self.transforms):
-            updates, self.transform_states[i], m = t.update(updates, self.transform_states[i], selected)
+            self.transform_states[i], m = t.update(record, self.transform_states[i])
             metrics.update(m)
-        sent = updates.shape[0] * updates.shape[1] * BYTES_PER_PARAM
-        return updates, {**metrics, "uplink_bytes": sent}
+        record.add_bytes("uplink", "update", fp32_bytes(record.updates))
+        for name, t in record.payloads.items():
+            record.add_bytes("uplink", name, fp32_bytes(t))
+        return metrics
 
-    def aggregate(self, updates: torch.Tensor, selected: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
-        weights = torch.as_tensor(self.sizes[selected], dtype=updates.dtype, device=updates.device)
-        if weights.sum() == 0:  # every selected client is empty: nothing to learn from
-            return torch.zeros_like(updates[0]), {}
-        return weighted_mean(updates, weights), {}
+    def aggregate(self, record: RoundRecord) -> tuple[torch.Tensor, dict[str, float]]:
+        """The aggregator over the updates and weights, then the algorithm's server step."""
+        if record.weights.sum() == 0:  # every selected client is empty: nothing to learn from
+            aggregate = torch.zeros_like(record.updates[0])
+        else:
+            aggregate = weighted_mean(record.updates, record.weights)
+        return self.algorithm.server_step(self, record, aggregate)
+
+    def server_postprocess(self, aggregate: torch.Tensor, record: RoundRecord) -> tuple[torch.Tensor, dict[str, float]]:
+        metrics: dict[str, float] = {}
+        for i, t in enumerate(self.server_transforms):
+            aggregate, self.server_transform_states[i], m = t.update(aggregate, self.server_transform_states[i], record)
+            metrics.update(m)
+        return aggregate, metrics
 
     def server_update(self, aggregate: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        step, self.server_state = self.server.update(aggregate, self.server_state)
-        return self.params + step, {}
+        step, self.server_state, metrics = self.server.update(aggregate, self.server_state)
+        return self.params + step, metrics
 
     def evaluate(self) -> dict[str, float]:
         params = self.layout.unflatten(self.params)
@@ -165,8 +219,8 @@ class Simulation:
         out = {"test_acc": float(correct.float().mean()), "test_loss": float(loss.mean())}
         if self.run.client_metrics:
             _, train_correct = per_sample(self.model, params, self.data.x_train, self.data.y_train, bs)
-            acc = client_accuracy(train_correct, self.owner, self.run.num_clients)
-            out.update(fairness(acc))
+            self.client_acc = client_accuracy(train_correct, self.owner, self.run.num_clients)
+            out.update(fairness(self.client_acc))
         return out
 
     # ---- loop ------------------------------------------------------------------------------------
@@ -175,15 +229,15 @@ class Simulation:
         r = self.round + 1
         t0 = time.perf_counter()
         metrics: dict[str, float] = {"round": r}
-        selected, m = self.select(r)
+        record, m = self.select(r)
         metrics |= m
-        global_params, m = self.broadcast(selected)
+        w0, m = self.broadcast(record)
         metrics |= m
-        updates, m = self.local_train(selected, global_params, r)
+        metrics |= self.local_train(record, w0)
+        metrics |= self.uplink(record)
+        aggregate, m = self.aggregate(record)
         metrics |= m
-        updates, m = self.client_transforms(updates, selected)
-        metrics |= m
-        aggregate, m = self.aggregate(updates, selected)
+        aggregate, m = self.server_postprocess(aggregate, record)
         metrics |= m
         new_params, m = self.server_update(aggregate)
         metrics |= m
@@ -191,6 +245,9 @@ class Simulation:
             raise Diverged(f"round {r}: training loss or global weights became NaN/Inf (try a smaller algorithm.lr)")
         self.params = new_params
         self.round = r
+        self.last_record = record
+        metrics["uplink_bytes"] = record.total_bytes("uplink")
+        metrics["downlink_bytes"] = record.total_bytes("downlink")
         self.totals["uplink_bytes_cum"] += metrics["uplink_bytes"]
         self.totals["downlink_bytes_cum"] += metrics["downlink_bytes"]
         metrics |= self.totals

@@ -14,6 +14,7 @@ from torch import nn
 from fedbench.config import validate
 from fedbench.engine import (
     FlatParams,
+    LocalRule,
     LocalSGD,
     SequentialEngine,
     VmapEngine,
@@ -31,6 +32,7 @@ def tiny_config(**over):
         "partition": {"name": "dirichlet_class", "alpha": 0.3, "min_size": 5},
         "model": {"name": "cnn_small"},
         "algorithm": {"name": "fedavg", "lr": 0.05, "batch_size": 16, "momentum": 0.9, "weight_decay": 1e-3},
+        "server_opt": {"name": "sgd"},
         "engine": {"name": "vmap", "trace_after": 0},  # trace at once: the path long runs take
         "logger": {"name": "none"},
         "rounds": 3,
@@ -47,6 +49,11 @@ def tiny_config(**over):
             node = node[p]
         node[last] = value
     return cfg
+
+
+def rule(local: LocalSGD) -> LocalRule:
+    """The plain SGD rule of ``local`` (weight decay as the linear term)."""
+    return LocalRule(local.lr, local.momentum, local.weight_decay)
 
 
 def run_rounds(cfg: dict, rounds: int) -> Simulation:
@@ -72,7 +79,7 @@ def test_engines_give_same_global_model(over):
     vm = run_rounds(cfg, 3)
     cfg["engine"] = {"name": "sequential"}
     seq = run_rounds(cfg, 3)
-    sizes = seq.sizes[np.unique(np.concatenate([seq.select(r)[0] for r in (1, 2, 3)]))]
+    sizes = seq.sizes[np.unique(np.concatenate([seq.select(r)[0].clients for r in (1, 2, 3)]))]
     assert len(set(sizes.tolist())) > 1, "the test must cover clients of unequal sizes"
     assert not torch.equal(vm.params, Simulation(validate(cfg)).params), "training must have moved the model"
     rel = (vm.params - seq.params).norm() / seq.params.norm()
@@ -88,8 +95,8 @@ def test_engines_match_per_client_with_ragged_schedules():
     bounds = np.cumsum([0, 5, 40, 17, 90, 8])
     scheds = [make_schedule(np.arange(a, b), local, 0, 1, i) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
     assert sorted({s.steps for s in scheds}) == [1, 3, 5, 12]
-    a, la = SequentialEngine(build_model({"name": "cnn_small"}, (1, 8, 8), 10), x, y, local).train(g, scheds)
-    b, lb = VmapEngine(model, x, y, local, max_pad_fraction=0.9).train(g, scheds)
+    a, la = SequentialEngine(build_model({"name": "cnn_small"}, (1, 8, 8), 10), x, y, rule(local)).train(g, scheds)
+    b, lb = VmapEngine(model, x, y, rule(local), 8, max_pad_fraction=0.9).train(g, scheds)
     for i in range(len(scheds)):
         assert torch.allclose(a[i], b[i], rtol=1e-4, atol=1e-6), f"client {i}"
     torch.testing.assert_close(la, lb, rtol=1e-4, atol=1e-6)
@@ -152,7 +159,7 @@ def test_vmap_never_falls_back_to_a_loop_for_builtin_models(model_cfg, shape):
     scheds = [make_schedule(np.arange(a, a + n), local, 0, 1, i) for i, (a, n) in enumerate([(0, 20), (20, 9)])]
     g = FlatParams(model).flatten(model)
     with detect_fallbacks() as ops:
-        VmapEngine(model, x, y, local).train(g, scheds)
+        VmapEngine(model, x, y, rule(local), local.batch_size).train(g, scheds)
     assert ops == []
 
 
@@ -168,27 +175,49 @@ def test_fallback_detector_catches_a_slow_op():
     local = LocalSGD(lr=0.1, batch_size=8)
     scheds = [make_schedule(np.arange(8 * i, 8 * i + 8), local, 0, 1, i) for i in range(2)]
     with detect_fallbacks() as ops:
-        VmapEngine(model, x, y, local).train(FlatParams(model).flatten(model), scheds)
+        VmapEngine(model, x, y, rule(local), local.batch_size).train(FlatParams(model).flatten(model), scheds)
     assert "aten::renorm" in ops
 
 
-def test_auto_engine_picks_vmap_and_falls_back_for_buffers():
+def test_auto_engine_picks_vmap_and_buffers_are_refused():
     from fedbench.engine import make_engine
 
     local = LocalSGD(lr=0.1, batch_size=4)
     x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
-    engine, note = make_engine("auto", nn.Linear(4, 2), x, y, local)
-    assert engine.name == "vmap" and note == ""
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    engine, note = make_engine("auto", mlp, x, y, local)
-    assert engine.name == "fused" and "Linear/ReLU" in note
-    engine, _ = make_engine("auto", mlp, x, y, local, compile=True)
-    assert engine.name == "vmap", "compile=true asks for the compiled vmap step"
+    engine, note = make_engine("auto", mlp, x, y, rule(local), 4)
+    assert engine.name == "vmap" and "vmap" in note
     bn = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
-    engine, note = make_engine("auto", bn, x, y, local)
-    assert engine.name == "sequential" and "buffers" in note
-    with pytest.raises(ValueError, match="buffer"):
-        make_engine("vmap", bn, x, y, local)
+    for name in ("auto", "vmap", "sequential"):
+        with pytest.raises(ValueError, match="buffers.*BatchNorm.*GroupNorm"):
+            make_engine(name, bn, x, y, rule(local), 4)
+
+
+def test_model_with_batchnorm_is_a_one_line_config_error(tmp_path):
+    """A BatchNorm model cannot be asked for in the config, and one built through the API is refused
+    at set-up (a ConfigError, so the run is recorded as failed) rather than trained wrongly."""
+    from fedbench.config import ConfigError
+    from fedbench.models import register_model
+    from fedbench.models.registry import MODELS
+
+    cfg = tiny_config(**{"model": {"name": "cnn_small", "norm": "batch"}})
+    with pytest.raises(ConfigError, match="model.norm='batch'.*GroupNorm"):
+        validate(cfg)
+
+    @register_model("bn_test")
+    def bn_model(input_shape, num_classes):
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8), nn.Linear(8, num_classes))
+
+    try:
+        from fedbench.models.zoo import LogRegConfig
+        from fedbench.registry import _OPTIONS, Entry
+
+        _OPTIONS["model"]["bn_test"] = Entry(LogRegConfig)
+        with pytest.raises(ConfigError, match="BatchNorm.*model.norm=group"):
+            Simulation(validate(tiny_config(**{"model": {"name": "bn_test"}})))
+    finally:
+        MODELS.pop("bn_test", None)
+        _OPTIONS["model"].pop("bn_test", None)
 
 
 @pytest.mark.skipif(
@@ -210,42 +239,3 @@ def test_compiled_vmap_engine_matches_sequential():
     seq = run_rounds(cfg, 3)
     rel = (compiled.params - seq.params).norm() / seq.params.norm()
     assert rel < 1e-4, f"relative difference {rel:.2e}"
-
-
-@pytest.mark.parametrize(
-    "over",
-    [
-        {"model": {"name": "mlp", "hidden": [32, 16]}},
-        {"model": {"name": "mlp", "hidden": [24]}, "algorithm.momentum": 0.0, "engine.max_pad_fraction": 0.9},
-        {"model": {"name": "logreg"}, "algorithm.local_steps": 5, "algorithm.momentum": 0.0},
-        {"model": {"name": "mlp", "hidden": []}, "algorithm.weight_decay": 0.0},
-    ],
-    ids=["mlp-momentum-wd", "mlp-ragged", "logreg-steps-wd", "mlp-no-hidden"],
-)
-def test_fused_engine_gives_same_global_model_as_sequential(over):
-    cfg = tiny_config(**over)
-    cfg["engine"] = {**cfg["engine"], "name": "fused"}
-    fused = run_rounds(cfg, 3)
-    assert fused.engine.name == "fused"
-    cfg["engine"] = {"name": "sequential"}
-    seq = run_rounds(cfg, 3)
-    rel = (fused.params - seq.params).norm() / seq.params.norm()
-    assert rel < 1e-4, f"relative difference {rel:.2e}"
-
-
-def test_fused_engine_rejects_what_it_cannot_train():
-    from fedbench.engine import fused_supported, make_engine
-
-    assert fused_supported(build_model({"name": "mlp"}, (1, 8, 8), 10)) == (True, "")
-    assert fused_supported(build_model({"name": "logreg"}, (1, 8, 8), 10))[0]
-    for model in [
-        build_model({"name": "cnn_small"}, (1, 8, 8), 10),
-        nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2)),
-        nn.Sequential(nn.Linear(4, 4, bias=False)),
-        nn.Sequential(nn.Linear(4, 4), nn.ReLU()),
-        nn.Linear(4, 2),
-    ]:
-        ok, why = fused_supported(model)
-        assert not ok and why
-        with pytest.raises(ValueError, match="fused"):
-            make_engine("fused", model, torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), LocalSGD(0.1, 2))

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from test_engine import tiny_config
 
 from fedbench.aggregator import weighted_mean
-from fedbench.algorithm import server_sgd
 from fedbench.config import validate
 from fedbench.engine import make_schedule
 from fedbench.models import build_model
+from fedbench.server_opt import server_sgd
 from fedbench.simulation import Simulation
 
 
@@ -27,13 +27,14 @@ def test_weighted_mean_hand_computed():
 
 def test_server_sgd_and_momentum_hand_computed():
     opt = server_sgd(lr=0.5)
-    step, state = opt.update(torch.tensor([2.0, -2.0]), opt.init(torch.zeros(2)))
+    step, state, _ = opt.update(torch.tensor([2.0, -2.0]), opt.init(torch.zeros(2)))
     torch.testing.assert_close(step, torch.tensor([1.0, -1.0]))
-    m = server_sgd(lr=1.0, momentum=0.9)
+    m = server_sgd(lr=0.5, momentum=0.9)
     state = m.init(torch.zeros(1))
-    s1, state = m.update(torch.tensor([1.0]), state)  # v = 1
-    s2, state = m.update(torch.tensor([1.0]), state)  # v = 0.9 + 1 = 1.9
-    assert s1.item() == pytest.approx(1.0) and s2.item() == pytest.approx(1.9)
+    s1, state, _ = m.update(torch.tensor([1.0]), state)  # v = 1, step 0.5
+    s2, state, _ = m.update(torch.tensor([1.0]), state)  # v = 0.9 + 1 = 1.9, step 0.95
+    s3, state, _ = m.update(torch.tensor([-2.0]), state)  # v = 1.71 - 2 = -0.29, step -0.145
+    assert s1.item() == pytest.approx(0.5) and s2.item() == pytest.approx(0.95) and s3.item() == pytest.approx(-0.145)
 
 
 @pytest.mark.parametrize("engine", ["vmap", "sequential"])
@@ -73,20 +74,20 @@ def test_one_client_full_participation_equals_plain_sgd(engine):
 
 
 def test_round_aggregates_local_models_weighted_by_sample_count():
-    cfg = tiny_config(**{"algorithm.server_lr": 1.0})
+    cfg = tiny_config(**{"server_opt.lr": 1.0})
     sim = Simulation(validate(cfg))
     before = sim.params.clone()
     captured = {}
     train = sim.engine.train
 
-    def spy(global_params, schedules):
-        local, losses = train(global_params, schedules)
+    def spy(global_params, schedules, const=None):
+        local, losses = train(global_params, schedules, const)
         captured["local"] = local.clone()
         return local, losses
 
     sim.engine.train = spy
     metrics = sim.step()
-    selected, _ = sim.select(1)
+    selected = sim.select(1)[0].clients
     n = torch.as_tensor(sim.sizes[selected], dtype=torch.float32)
     expected = (n[:, None] * captured["local"]).sum(0) / n.sum()
     torch.testing.assert_close(sim.params, expected, rtol=1e-5, atol=1e-6)
@@ -96,7 +97,7 @@ def test_round_aggregates_local_models_weighted_by_sample_count():
 
 def test_server_lr_scales_the_averaged_update():
     base = Simulation(validate(tiny_config()))
-    half = Simulation(validate(tiny_config(**{"algorithm.server_lr": 0.5})))
+    half = Simulation(validate(tiny_config(**{"server_opt.lr": 0.5})))
     w0 = base.params.clone()
     base.step()
     half.step()
@@ -108,18 +109,18 @@ def test_named_streams_are_independent():
     b = Simulation(validate(tiny_config(**{"partition.alpha": 5.0, "algorithm.local_epochs": 3})))
     # Another partition and local schedule, but the same initial model and the same client sampling.
     assert torch.equal(a.params, b.params)
-    assert all(np.array_equal(a.select(r)[0], b.select(r)[0]) for r in range(1, 6))
+    assert all(np.array_equal(a.select(r)[0].clients, b.select(r)[0].clients) for r in range(1, 6))
     assert not all(np.array_equal(p, q) for p, q in zip(a.parts, b.parts))
     c = Simulation(validate(tiny_config(seed=1)))
     assert not torch.equal(a.params, c.params)
-    assert not all(np.array_equal(a.select(r)[0], c.select(r)[0]) for r in range(1, 6))
+    assert not all(np.array_equal(a.select(r)[0].clients, c.select(r)[0].clients) for r in range(1, 6))
 
 
 def test_client_sampling_is_uniform_without_replacement():
     sim = Simulation(validate(tiny_config()))
     counts = np.zeros(sim.run.num_clients)
     for r in range(1, 601):
-        chosen, _ = sim.select(r)
+        chosen = sim.select(r)[0].clients
         assert len(set(chosen.tolist())) == sim.run.clients_per_round
         counts[chosen] += 1
     expected = 600 * sim.run.clients_per_round / sim.run.num_clients  # 300 per client
@@ -132,7 +133,7 @@ def test_rounds_match_an_independent_fedavg_reference(engine):
     (momentum, weight decay, unequal client sizes, server learning rate)."""
     import copy
 
-    cfg = tiny_config(**{"engine.name": engine, "algorithm.server_lr": 0.7, "model": {"name": "mlp", "hidden": [24]}})
+    cfg = tiny_config(**{"engine.name": engine, "server_opt.lr": 0.7, "model": {"name": "mlp", "hidden": [24]}})
     run = validate(cfg)
     sim = Simulation(run)
     global_model = build_model({"name": "mlp", "hidden": [24]}, (1, 8, 8), 10, seed=run.seed)
@@ -140,7 +141,7 @@ def test_rounds_match_an_independent_fedavg_reference(engine):
     x, y = sim.data.x_train, sim.data.y_train
     for r in (1, 2):
         sim.step()
-        chosen, _ = sim.select(r)
+        chosen = sim.select(r)[0].clients
         local_states, weights = [], []
         for c in chosen:
             local = copy.deepcopy(global_model)
@@ -157,7 +158,7 @@ def test_rounds_match_an_independent_fedavg_reference(engine):
         with torch.no_grad():
             for i, p in enumerate(global_model.parameters()):
                 avg = sum(wk * st[i] for wk, st in zip(w, local_states))
-                p += alg.server_lr * (avg - p)
+                p += run.server_opt.lr * (avg - p)
     reference = torch.cat([p.detach().reshape(-1) for p in global_model.parameters()])
-    assert len(set(sim.sizes[sim.select(1)[0]].tolist())) > 1, "unequal client sizes"
+    assert len(set(sim.sizes[sim.select(1)[0].clients].tolist())) > 1, "unequal client sizes"
     torch.testing.assert_close(sim.params, reference, rtol=1e-4, atol=1e-5)

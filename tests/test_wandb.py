@@ -26,6 +26,7 @@ def test_wandb_offline_logs_config_and_every_round(tmp_path, monkeypatch):
         "partition": {"name": "iid"},
         "model": {"name": "logreg"},
         "algorithm": {"name": "fedavg"},
+        "server_opt": {"name": "sgd"},
         "engine": {"name": "auto"},
         "logger": {"name": "wandb", "project": "fedbench-test"},
         "rounds": 3,

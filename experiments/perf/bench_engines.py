@@ -8,7 +8,7 @@ interleaved round by round after two warm-up rounds (in which vmap traces and co
 Usage::
 
     python experiments/perf/bench_engines.py --model cnn_mnist --clients 10,50 --device cuda
-    python experiments/perf/bench_engines.py --model mlp --engines sequential,vmap,fused --threads 2
+    python experiments/perf/bench_engines.py --model mlp --engines sequential,vmap+eager,vmap --threads 2
 """
 
 from __future__ import annotations

@@ -6,17 +6,22 @@ Contenders, all timed in ONE process, interleaved round by round (see README.md)
                    the step is traced in the warm-up rounds, engine.trace=true)
 1a. ``vmap_eager`` the same with engine.trace=false (``torch.func`` dispatch every step)
 1b. ``vmap_compiled`` the same with engine.compile=true (compilation happens in the warm-up rounds)
-1c. ``fused``      fedbench, engine=fused (Linear/ReLU models: hand-written batched backward, in-place updates)
 2. ``sequential``  fedbench, engine=sequential  (same)
 3. ``plain``       a plain PyTorch loop: one ``nn.Sequential``, ``torch.optim.SGD``, clients one
                    after another, reset from the global weights per client, batch 10
 4. ``floor``       the same 6000 samples per round at batch 100 on one model (60 steps/round):
                    the arithmetic floor, with no per-client models at all
 
+The fedbench contenders run ``algorithm=fedavg`` unless ``--algorithm`` names another (fedprox,
+scaffold, feddyn, fednova, with that option's default keys): the local rule then gains the
+algorithm's terms (FedProx's and FedDyn's linear term, SCAFFOLD's and FedDyn's per-client
+constants) and the round its server-side work, while ``plain`` and ``floor`` stay plain SGD, so
+the ratios show what the algorithm costs on top of FedAvg's plain loop.
+
 Usage::
 
     python experiments/perf/bench_round.py [--rounds 20] [--threads 2] [--repeats 1] \
-        [--out results/perf/round.json] [--profile]
+        [--algorithm fedavg] [--out results/perf/round.json] [--profile]
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -59,15 +65,27 @@ TARGETS = [  # (name, numerator, denominator, max ratio)
     ("sequential/plain", "sequential", "plain", 1.1),
     ("vmap_compiled/plain", "vmap_compiled", "plain", 0.5),
     ("vmap_compiled/floor", "vmap_compiled", "floor", 1.5),
-    ("fused/plain", "fused", "plain", 0.5),
-    ("fused/floor", "fused", "floor", 1.5),
     ("vmap_eager/floor", "vmap_eager", "floor", None),  # no target: shows what tracing buys
 ]
-CONTENDERS = ("vmap", "vmap_eager", "vmap_compiled", "fused", "sequential", "plain", "floor")
+CONTENDERS = ("vmap", "vmap_eager", "vmap_compiled", "sequential", "plain", "floor")
 
 
 # ---- fedbench contenders -------------------------------------------------------------------------
-def compose_run(engine: str, total_rounds: int, compile: bool = False, device: str = "cpu", trace: bool = True):
+def algorithms() -> list[str]:
+    """The ``algorithm`` config group's options (fedavg, fedprox, scaffold, ...)."""
+    from fedbench.config import CONF_DIR
+
+    return sorted(p.stem for p in (CONF_DIR / "algorithm").glob("*.yaml"))
+
+
+def compose_run(
+    engine: str,
+    total_rounds: int,
+    compile: bool = False,
+    device: str = "cpu",
+    trace: bool = True,
+    algorithm: str = "fedavg",
+):
     """The validated fedbench RunConfig for the workload, composed with Hydra like the CLI does."""
     from fedbench.config import compose, validate
 
@@ -79,7 +97,7 @@ def compose_run(engine: str, total_rounds: int, compile: bool = False, device: s
         "model=mlp",
         f"model.hidden=[{','.join(map(str, HIDDEN))}]",
         "partition=iid",
-        "algorithm=fedavg",
+        f"algorithm={algorithm}",
         f"algorithm.local_epochs={LOCAL_EPOCHS}",
         f"algorithm.batch_size={BATCH}",
         f"algorithm.lr={LR}",
@@ -106,18 +124,26 @@ def compose_run(engine: str, total_rounds: int, compile: bool = False, device: s
 class FedbenchRound:
     """One fedbench Simulation; ``round()`` runs ``sim.step()`` and returns its work counts."""
 
-    def __init__(self, engine: str, total_rounds: int, compile: bool = False, device: str = "cpu", trace: bool = True):
+    def __init__(
+        self,
+        engine: str,
+        total_rounds: int,
+        compile: bool = False,
+        device: str = "cpu",
+        trace: bool = True,
+        algorithm: str = "fedavg",
+    ):
         from fedbench.engine import group_by_steps
         from fedbench.simulation import Simulation
 
         self.name = engine + ("_compiled" if compile else "" if trace else "_eager")
-        self.sim = Simulation(compose_run(engine, total_rounds, compile, device, trace))
+        self.sim = Simulation(compose_run(engine, total_rounds, compile, device, trace, algorithm))
         assert self.sim.engine.name == engine, (self.sim.engine.name, engine)
         self.last: dict[str, int] = {}
         train = self.sim.engine.train
         run = self.sim.run
 
-        def counted(global_params, schedules):  # records the work actually handed to the engine
+        def counted(global_params, schedules, const=None):  # records the work actually handed to the engine
             steps = [s.steps for s in schedules]
             self.last = {
                 "clients": len(schedules),
@@ -125,11 +151,11 @@ class FedbenchRound:
                 "samples": int(sum(int(s.lengths.sum()) for s in schedules)),
                 "max_batch": int(max(int(s.lengths.max()) for s in schedules if s.steps)),
             }
-            if engine in ("vmap", "fused"):
+            if engine == "vmap":
                 groups = group_by_steps(steps, run.engine.max_pad_fraction, run.engine.max_group_size)
                 self.last["vmap_groups"] = len(groups)
                 self.last["vmap_batched_steps"] = int(sum(max(steps[i] for i in g) for g in groups))
-            return train(global_params, schedules)
+            return train(global_params, schedules, const)
 
         self.sim.engine.train = counted  # instance attribute: fedbench's code is untouched
 
@@ -350,7 +376,19 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="repeats of --rounds interleaved rounds (default 1); s/round is the median over all timed rounds",
     )
-    ap.add_argument("--out", default="results/perf/round.json", help="JSON output (default results/perf/round.json)")
+    ap.add_argument(
+        "--algorithm",
+        default="fedavg",
+        choices=algorithms(),
+        help="algorithm=NAME for the fedbench contenders, with its default keys; plain and floor stay plain "
+        "SGD (default fedavg)",
+    )
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="JSON output (default results/perf/round.json, or results/perf/round_NAME.json with --algorithm NAME "
+        "other than fedavg)",
+    )
     ap.add_argument(
         "--profile",
         action="store_true",
@@ -359,23 +397,25 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.repeats < 1 or args.threads < 1:
         ap.error("--rounds, --repeats and --threads must be >= 1")
+    if args.out is None:
+        args.out = "results/perf/round" + ("" if args.algorithm == "fedavg" else f"_{args.algorithm}") + ".json"
 
     torch.set_num_threads(args.threads)
     total_rounds = WARMUP_ROUNDS + args.rounds * args.repeats + (2 if args.profile else 0)
 
     t_setup = time.perf_counter()
-    vm = FedbenchRound("vmap", total_rounds, device=args.device)
-    ve = FedbenchRound("vmap", total_rounds, device=args.device, trace=False)
-    vc = FedbenchRound("vmap", total_rounds, compile=True, device=args.device)
-    fu = FedbenchRound("fused", total_rounds, device=args.device)
-    sq = FedbenchRound("sequential", total_rounds, device=args.device)
+    alg = args.algorithm
+    vm = FedbenchRound("vmap", total_rounds, device=args.device, algorithm=alg)
+    ve = FedbenchRound("vmap", total_rounds, device=args.device, trace=False, algorithm=alg)
+    vc = FedbenchRound("vmap", total_rounds, compile=True, device=args.device, algorithm=alg)
+    sq = FedbenchRound("sequential", total_rounds, device=args.device, algorithm=alg)
     data, parts = vm.sim.data, vm.sim.parts
     init_state = {k: v.detach().clone() for k, v in vm.sim.model.state_dict().items()}
     # Same tensors, same partition, same initial weights as the fedbench runs.
     assert torch.equal(vm.sim.data.x_train, sq.sim.data.x_train) and torch.equal(vm.sim.params, sq.sim.params)
     plain = PlainRound(data.x_train, data.y_train, parts, init_state, SEED)
     floor = FloorRound(data.x_train, data.y_train, parts, init_state, SEED)
-    contenders = {"vmap": vm, "vmap_eager": ve, "vmap_compiled": vc, "fused": fu, "sequential": sq}
+    contenders = {"vmap": vm, "vmap_eager": ve, "vmap_compiled": vc, "sequential": sq}
     contenders |= {"plain": plain, "floor": floor}
     want = expected_counts(vm.sim.sizes)
     d_params = vm.sim.layout.dim
@@ -384,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"fedbench round benchmark: MLP 784-{'-'.join(map(str, HIDDEN))}-{NUM_CLASSES} ({d_params:,} params), "
         f"{NUM_CLIENTS} clients x {int(vm.sim.sizes[0])} samples (iid), {CLIENTS_PER_ROUND} clients/round, "
-        f"E={LOCAL_EPOCHS}, B={BATCH}, lr={LR}"
+        f"E={LOCAL_EPOCHS}, B={BATCH}, lr={LR}; fedbench contenders: algorithm={alg}"
+        + ("" if alg == "fedavg" else " (plain and floor: plain SGD, FedAvg)")
     )
     print(
         f"per round: {want['sgd_steps']} SGD steps at batch {BATCH} (floor: {want['floor_sgd_steps']} at batch "
@@ -399,7 +440,12 @@ def main(argv: list[str] | None = None) -> int:
             dt_, _, counts = c.round()
             warmup_s[name] += dt_
             check_counts(name, counts, want)
-    print(f"vmap_compiled: warm-up incl. compilation {warmup_s['vmap_compiled']:.1f}s")
+    # The vmap step graphs traced so far (engine.trace_after steps of a shape run untraced first).
+    traced_graphs = len(getattr(vm.sim.engine._train_step, "graphs", {}))
+    print(
+        f"vmap: {traced_graphs} traced step graph(s) after warm-up; "
+        f"vmap_compiled: warm-up incl. compilation {warmup_s['vmap_compiled']:.1f}s"
+    )
 
     times: dict[str, list[list[float]]] = {n: [] for n in CONTENDERS}
     cpu_times: dict[str, list[list[float]]] = {n: [] for n in CONTENDERS}
@@ -450,11 +496,11 @@ def main(argv: list[str] | None = None) -> int:
     best = {label: min(flat[a]) / min(flat[b]) for label, a, b, _ in TARGETS}
 
     print(
-        f"\n{'contender':<12}{'s/round':>9}{'ms/step':>9}{'CPU s/round':>13}{'mean s/round':>14}{'min..max round':>18}"
+        f"\n{'contender':<14}{'s/round':>9}{'ms/step':>9}{'CPU s/round':>13}{'mean s/round':>14}{'min..max round':>18}"
     )
     for n in CONTENDERS:
         print(
-            f"{n:<12}{s_round[n]:>9.4f}{1e3 * s_round[n] / extra[n]['sgd_steps']:>9.3f}{cpu_round[n]:>13.4f}"
+            f"{n:<14}{s_round[n]:>9.4f}{1e3 * s_round[n] / extra[n]['sgd_steps']:>9.3f}{cpu_round[n]:>13.4f}"
             f"{mean_round[n]:>14.4f}{min(flat[n]):>10.4f}..{max(flat[n]):.4f}"
         )
     print(f"\n{'ratio':<20}{'measured':>9}{'paired':>9}{'best':>9}{'target':>9}  result")
@@ -524,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": BATCH,
             "floor_batch_size": FLOOR_BATCH,
             "lr": LR,
+            "algorithm": alg,
+            "algorithm_config": asdict(vm.sim.run.algorithm),
+            "server_opt": asdict(vm.sim.run.server_opt),
             "seed": SEED,
             "per_round": want,
         },
@@ -557,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": results,
         "setup_s": setup_s,
         "warmup_s": warmup_s,
+        "vmap_traced_graphs_after_warmup": traced_graphs,
         "bench_s": bench_s,
     }
     if tables:

@@ -8,9 +8,19 @@ measured on the same images.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from fedbench.data.registry import Dataset, register_dataset
+from fedbench.registry import number, option, register
+
+
+@register("dataset", "digits")
+@dataclass
+class DigitsConfig:
+    name: str = "digits"
+    test_fraction: float = option(0.2, number(0, 1, min_open=True, max_open=True))
 
 
 @register_dataset("digits")

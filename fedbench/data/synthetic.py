@@ -8,10 +8,26 @@ no download and exercises exactly the same arithmetic.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from fedbench.data.registry import Dataset, register_dataset
+from fedbench.registry import integer, number, option, register
 from fedbench.rng import torch_generator
+
+_SHAPE = (lambda v: len(v) >= 1 and all(s >= 1 for s in v), "a non-empty list of sizes >= 1")
+
+
+@register("dataset", "synthetic")
+@dataclass
+class SyntheticConfig:
+    name: str = "synthetic"
+    input_shape: list[int] = option([1, 28, 28], _SHAPE)
+    num_classes: int = option(10, integer(2))
+    num_train: int = option(60000, integer(1))
+    num_test: int = option(10000, integer(1))
+    noise: float = option(1.0, number(min=0))
 
 
 @register_dataset("synthetic")

@@ -1,26 +1,42 @@
-"""Local training shared by all engines: the minibatch schedule and the SGD rule."""
+"""The one local-training rule every engine runs: the loss and the SGD step with its terms.
+
+A local step moves each client's weights ``w`` along a direction built from small pieces, each
+adding one term (optax's ``chain`` over stacked tensor lists, done in place)::
+
+    d = g + coef * w + k_i          (gradient, linear term, per-client constant)
+    b <- momentum * b + d           (if momentum > 0; buffers start at zero each round)
+    w <- w - lr * b   (or d)
+
+``coef * w + k_i`` is the linear correction an algorithm adds to its clients' gradients, with
+weight decay folded in: FedProx ``mu (w - w0)`` is ``coef = mu, k_i = -mu w0``; SCAFFOLD
+``c - c_i`` is ``coef = 0, k_i = c - c_i``; FedDyn ``-h_i + alpha (w - w0)`` is
+``coef = alpha, k_i = -h_i - alpha w0``; weight decay adds ``weight_decay`` to ``coef``. Without
+terms and momentum this is ``torch.optim.SGD``'s rule.
+
+Every term is added into its target (the weights, or the momentum buffers) by its own in-place
+op, and the gradient term comes last and alone: each gradient is read exactly once, so a traced
+step can accumulate a Linear layer's gradient ``g^T h`` straight into the target with
+``baddbmm_`` (:func:`fedbench.engine.trace.fuse_bmm_updates`) whatever terms the algorithm adds.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from fedbench.rng import numpy_rng
+Tensors = list[torch.Tensor]
+Scale = float | Tensors  # -lr, or one broadcastable tensor per parameter (-lr per client, 0 when done)
+# A term adds ``alpha * term`` into ``target`` in place: term(target, alpha, params, grads, const).
+Term = Callable[[Tensors, Scale, Tensors, Tensors, Tensors | None], None]
 
 
 @dataclass(frozen=True)
 class LocalSGD:
-    """Client-side SGD, as ``torch.optim.SGD`` (momentum buffers start at zero each round):
-
-    ``g <- grad + weight_decay * w``;  ``b <- momentum * b + g``;  ``w <- w - lr * b``.
-
-    A client runs ``local_epochs`` passes over its data in minibatches of ``batch_size`` (the last
-    batch of an epoch may be smaller), or exactly ``local_steps`` minibatches when that is set
-    (passes repeat as needed).
-    """
+    """Client-side SGD hyper-parameters and the minibatch schedule's size (see
+    :func:`fedbench.engine.schedule.make_schedule`): ``local_epochs`` passes in minibatches of
+    ``batch_size``, or exactly ``local_steps`` minibatches when that is set."""
 
     lr: float
     batch_size: int
@@ -30,74 +46,99 @@ class LocalSGD:
     weight_decay: float = 0.0
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """One client's minibatches for one round: ``index[s, :lengths[s]]`` are the sample ids of
-    step ``s``; the rest of the row is padding (``-1``)."""
+def per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each sample. Written out rather than ``F.cross_entropy``: its vmap
+    batching rule is much slower on CPU, and every engine must compute the same thing."""
+    return -logits.log_softmax(-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
 
-    index: np.ndarray  # (steps, batch_size) int64
-    lengths: np.ndarray  # (steps,) int64
+
+def batch_loss(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The local objective's data term: mean cross-entropy over the batch's real samples
+    (``mask`` 1 for real, 0 for padding)."""
+    losses = per_sample_loss(logits, y)
+    if mask is None:
+        return losses.mean()
+    return (losses * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def _acc_(target: Tensors, x: Tensors, alpha: Scale) -> None:
+    """``target += alpha * x`` with a scalar or a per-parameter tensor ``alpha``."""
+    if isinstance(alpha, list):
+        torch._foreach_addcmul_(target, x, alpha)
+    else:
+        torch._foreach_add_(target, x, alpha=alpha)
+
+
+def linear_term(coef: float) -> Term:
+    """``coef * w`` (weight decay, FedProx's and FedDyn's ``mu w`` / ``alpha w``)."""
+
+    def add_(target, alpha, params, grads, const):
+        if target is params:  # w + a c w: scale the weights, never read them twice
+            if isinstance(alpha, list):
+                torch._foreach_addcmul_(params, params, [a * coef for a in alpha])
+            else:
+                torch._foreach_mul_(params, 1 + alpha * coef)
+        else:
+            _acc_(target, params, [a * coef for a in alpha] if isinstance(alpha, list) else alpha * coef)
+
+    return add_
+
+
+def constant_term(target, alpha, params, grads, const) -> None:
+    """``k_i``, the per-client constant (SCAFFOLD's ``c - c_i``, ``-mu w0``, ...)."""
+    _acc_(target, const, alpha)
+
+
+def gradient_term(target, alpha, params, grads, const) -> None:
+    """``g``, the minibatch gradient; last, and its only reader (so traced steps fuse it)."""
+    _acc_(target, grads, alpha)
+
+
+@dataclass(frozen=True)
+class LocalRule:
+    """One local SGD step over stacked tensor lists: the terms, then momentum, then the step.
+
+    ``coef`` is ``weight_decay`` plus the algorithm's linear coefficient; ``constant`` says
+    whether the algorithm supplies per-client constants ``k_i``. Built once per run, so a term
+    that is zero is not in the chain at all (and not in a traced graph).
+    """
+
+    lr: float
+    momentum: float = 0.0
+    coef: float = 0.0
+    constant: bool = False
 
     @property
-    def steps(self) -> int:
-        return int(self.index.shape[0])
+    def terms(self) -> list[Term]:
+        return [
+            *([linear_term(self.coef)] if self.coef else []),
+            *([constant_term] if self.constant else []),
+            gradient_term,
+        ]
 
+    def init(self, params: Tensors) -> Tensors | None:
+        """The step's state: momentum buffers (zero), or None."""
+        return [torch.zeros_like(p) for p in params] if self.momentum else None
 
-def make_schedule(samples: np.ndarray, local: LocalSGD, seed: int, round_: int, client: int) -> Schedule:
-    """The minibatches of ``client`` in round ``round_``, drawn from the ``batches`` stream.
-
-    Each pass is a fresh permutation of the client's samples cut into batches of
-    ``batch_size``; the batch order depends only on (seed, round, client), never on the engine.
-    """
-    n, b = len(samples), local.batch_size
-    if n == 0:
-        return Schedule(np.zeros((0, b), np.int64), np.zeros(0, np.int64))
-    per_epoch = math.ceil(n / b)
-    steps = local.local_steps if local.local_steps is not None else local.local_epochs * per_epoch
-    epochs = math.ceil(steps / per_epoch)
-    rng = numpy_rng(seed, "batches", round_, client)
-    index = np.full((epochs * per_epoch, b), -1, np.int64)
-    lengths = np.empty(epochs * per_epoch, np.int64)
-    for e in range(epochs):
-        perm = samples[rng.permutation(n)]
-        block = np.full(per_epoch * b, -1, np.int64)
-        block[:n] = perm
-        index[e * per_epoch : (e + 1) * per_epoch] = block.reshape(per_epoch, b)
-        lengths[e * per_epoch : (e + 1) * per_epoch] = b
-        lengths[(e + 1) * per_epoch - 1] = n - (per_epoch - 1) * b
-    return Schedule(index[:steps], lengths[:steps])
-
-
-def sgd_step_(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    bufs: list[torch.Tensor] | None,
-    local: LocalSGD,
-    scale: list[torch.Tensor] | None = None,
-) -> None:
-    """In-place :class:`LocalSGD` step over lists of tensors.
-
-    ``scale`` (one tensor per parameter, broadcastable to it, holding ``-lr`` or ``0``) freezes
-    the parameters of clients whose schedule has ended; without it every parameter moves.
-    Weight decay is applied to the weights or buffers before the gradient is added, never to the
-    gradient itself: the same sums in another order, which leaves each gradient read exactly
-    once, so a traced step can accumulate it in place (:func:`fedbench.engine.trace.fuse_bmm_updates`).
-    """
-    wd, lr = local.weight_decay, local.lr
-    if local.momentum:
-        torch._foreach_mul_(bufs, local.momentum)  # b <- m b + wd w + g
-        if wd:
-            torch._foreach_add_(bufs, params, alpha=wd)
-        torch._foreach_add_(bufs, grads)
-        direction = bufs
-    else:
-        if wd:  # w - lr (g + wd w) = (1 - lr wd) w - lr g
-            if scale is None:
-                torch._foreach_mul_(params, 1 - lr * wd)
-            else:
-                torch._foreach_addcmul_(params, params, [s * wd for s in scale])
-        direction = grads
-    if scale is None:
-        torch._foreach_add_(params, direction, alpha=-lr)
-    else:
-        torch._foreach_addcmul_(params, direction, scale)
+    def step_(
+        self,
+        params: Tensors,
+        grads: Tensors,
+        state: Tensors | None,
+        const: Tensors | None = None,
+        scale: Tensors | None = None,
+    ) -> None:
+        """Update ``params`` (and ``state``) in place. ``scale`` replaces ``-lr``: one tensor per
+        parameter broadcastable to it, ``-lr`` for clients still training and ``0`` for clients
+        whose schedule has ended."""
+        if self.constant and const is None:
+            raise ValueError("this rule adds a per-client constant: pass const")
+        alpha: Scale = -self.lr if scale is None else scale
+        if self.momentum:
+            torch._foreach_mul_(state, self.momentum)
+            for term in self.terms:
+                term(state, 1.0, params, grads, const)
+            _acc_(params, state, alpha)
+        else:
+            for term in self.terms:
+                term(params, alpha, params, grads, const)

@@ -1,26 +1,51 @@
+"""``engine`` config group: which engine trains the round's clients."""
+
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from fedbench.engine.fused import FusedEngine, fused_supported
-from fedbench.engine.local import LocalSGD
+from fedbench.engine.local import LocalRule
 from fedbench.engine.sequential import SequentialEngine
 from fedbench.engine.vmap import VmapEngine
+from fedbench.registry import integer, number, option, register
 
-ENGINES = ("auto", "vmap", "sequential", "fused")
+ENGINES = ("auto", "vmap", "sequential")
 
 
-def vmap_supported(model: nn.Module) -> tuple[bool, str]:
-    """Whether the vmap engine can train ``model``, and why not.
+@register("engine", "sequential")
+@register("engine", "vmap")
+@register("engine", "auto")
+@dataclass
+class EngineConfig:
+    name: str = "auto"
+    max_pad_fraction: float = option(0.25, number(0, 1, max_open=True))
+    max_group_size: int | None = option(None, integer(1, nullable=True))
+    compile: bool = False
+    trace: bool = True
+    trace_after: int = option(64, integer(0))
 
-    Buffers (BatchNorm running statistics and the like) change during training in ways that
-    ``functional_call`` over stacked parameters cannot carry per client.
+
+def model_supported(model: nn.Module) -> tuple[bool, str]:
+    """Whether fedbench's engines can train ``model``, and why not.
+
+    Buffers (BatchNorm running statistics and the like) change during local training, and
+    federating them needs a decision (average them? keep them local, as FedBN does?) that no
+    engine makes: such a model is refused rather than trained wrongly. GroupNorm normalises
+    without running statistics and is the fix.
     """
     buffers = [name for name, _ in model.named_buffers()]
     if buffers:
-        return False, f"model has buffers ({', '.join(buffers[:3])}); vmap needs a buffer-free model"
+        return False, (
+            f"the model has buffers ({', '.join(buffers[:3])}), e.g. BatchNorm running statistics, which fedbench "
+            "does not federate; use a buffer-free model (GroupNorm instead of BatchNorm: model.norm=group)"
+        )
     return True, ""
+
+
+vmap_supported = model_supported  # every engine accepts the same models
 
 
 def make_engine(
@@ -28,30 +53,26 @@ def make_engine(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    local: LocalSGD,
+    rule: LocalRule,
+    batch_size: int,
     max_pad_fraction: float = 0.25,
     max_group_size: int | None = None,
     compile: bool = False,
     trace: bool = True,
     trace_after: int = 64,
 ) -> tuple[SequentialEngine | VmapEngine, str]:
-    """Build engine ``name``; returns ``(engine, note)``, the note saying what ``auto`` chose and why.
+    """Build engine ``name``; returns ``(engine, note)``, the note saying what ``auto`` chose.
 
-    ``auto`` takes the fastest engine that can train the model: ``fused`` for Linear/ReLU
-    networks (unless ``compile`` asks for the compiled vmap step), else ``vmap`` for buffer-free
-    models, else ``sequential``.
+    Both engines run the same local rule and accept the same models and algorithms, so ``auto``
+    always takes ``vmap``, the faster one: it batches the round's clients into one computation.
     """
     if name not in ENGINES:
         raise ValueError(f"engine.name={name!r} is not allowed; use one of {', '.join(ENGINES)}")
-    fused_ok, fused_why = fused_supported(model)
-    if name == "fused" and not fused_ok:
-        raise ValueError(f"engine.name=fused cannot train this model: {fused_why}")
-    if name == "fused" or (name == "auto" and fused_ok and not compile):
-        note = "Linear/ReLU model: fused batched backward" if name == "auto" else ""
-        return FusedEngine(model, x, y, local, max_pad_fraction, max_group_size), note
-    ok, why = vmap_supported(model)
-    if name == "vmap" and not ok:
-        raise ValueError(f"engine.name=vmap cannot train this model: {why}")
-    if name == "sequential" or (name == "auto" and not ok):
-        return SequentialEngine(model, x, y, local), why
-    return VmapEngine(model, x, y, local, max_pad_fraction, max_group_size, compile, trace, trace_after), ""
+    ok, why = model_supported(model)
+    if not ok:
+        raise ValueError(f"engine.name={name}: cannot train this model: {why}")
+    if name == "sequential":
+        return SequentialEngine(model, x, y, rule), ""
+    note = "vmap: every client of a group trained as one batched computation" if name == "auto" else ""
+    engine = VmapEngine(model, x, y, rule, batch_size, max_pad_fraction, max_group_size, compile, trace, trace_after)
+    return engine, note

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from fedbench.engine.local import LocalSGD, Schedule, sgd_step_
+from fedbench.engine.local import LocalRule, batch_loss
 from fedbench.engine.params import FlatParams
+from fedbench.engine.schedule import Schedule
 from fedbench.engine.trace import TracedStep
 
 
@@ -60,11 +61,6 @@ def detect_fallbacks() -> Iterator[list[str]]:
         toggle(False)
 
 
-def _per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    # Written out instead of F.cross_entropy: its vmap batching rule is much slower on CPU.
-    return -logits.log_softmax(-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
-
-
 class VmapEngine:
     """All selected clients trained as one batched computation with ``torch.func``.
 
@@ -76,13 +72,13 @@ class VmapEngine:
 
     By default (``trace=True``) a step whose shapes have recurred ``trace_after`` times is traced
     with ``make_fx`` (on fake tensors, so tracing computes nothing) into one graph of plain aten
-    ops, gradients and SGD update together (:class:`TracedStep`). The graph runs the same ops
+    ops, gradients and local update together (:class:`TracedStep`). The graph runs the same ops
     without ``torch.func``'s per-op dispatch, and its Linear-layer updates are rewritten to
     accumulate ``bmm(g^T, h)`` straight into the weights or momentum buffers with ``baddbmm_``
     (:func:`fuse_bmm_updates`), so no per-client weight gradient is written. Results equal the
     untraced step's up to float rounding; the 2NN benchmark's step takes about half the time.
 
-    With ``compile=True`` the step (gradients and SGD update) goes through ``torch.compile``,
+    With ``compile=True`` the step (gradients and local update) goes through ``torch.compile``,
     which removes most per-op overhead at the price of a one-time compilation (tens of seconds
     on CPU, cached on disk by torch); worth it for long runs, not for a one-minute one. Compiled
     graphs are specialised to the number of clients, so a compiled engine trains the round's
@@ -96,56 +92,62 @@ class VmapEngine:
         model: nn.Module,
         x: torch.Tensor,
         y: torch.Tensor,
-        local: LocalSGD,
+        rule: LocalRule,
+        batch_size: int,
         max_pad_fraction: float = 0.25,
         max_group_size: int | None = None,
         compile: bool = False,
         trace: bool = True,
         trace_after: int = 64,
     ):
-        self.model, self.x, self.y, self.local = model, x, y, local
+        self.model, self.x, self.y, self.rule, self.batch_size = model, x, y, rule, batch_size
         self.layout = FlatParams(model)
         self.max_pad_fraction, self.max_group_size = (1.0 if compile else max_pad_fraction), max_group_size
         self.compiled, self.traced, self.trace_after = compile, trace and not compile, trace_after
         self._train_step = self._make_train_step(compile)
 
     def _make_train_step(self, compile: bool):
-        """``train_step(params, bufs, xb, yb, mask, step_size) -> losses``: one in-place local SGD
-        step of every client in a group, through ``vmap(grad_and_value(loss))``."""
-        model, local = self.model, self.local
+        """``train_step(params, state, xb, yb, mask, step_size, const) -> losses``: one in-place
+        local step (:class:`LocalRule`) of every client in a group, through
+        ``vmap(grad_and_value(loss))``."""
+        model, rule = self.model, self.rule
 
         def loss(params, xb, yb, mask):
-            per_sample = _per_sample_loss(functional_call(model, params, (xb,)), yb)
-            return (per_sample * mask).sum() / mask.sum().clamp_min(1.0)
+            return batch_loss(functional_call(model, params, (xb,)), yb, mask)
 
         grads_and_losses = vmap(grad_and_value(loss))
 
-        def train_step(params, bufs, xb, yb, mask, step_size):
-            """One local SGD step of every client in the group, in place; returns the losses."""
+        def train_step(params, state, xb, yb, mask, step_size, const):
+            """One local step of every client in the group, in place; returns the losses."""
             grads, losses = grads_and_losses(params, xb, yb, mask)
             plist = list(params.values())
             scale = None if step_size is None else [step_size.view(-1, *([1] * (p.dim() - 1))) for p in plist]
             with torch.no_grad():
-                sgd_step_(plist, list(grads.values()), bufs, local, scale)
+                rule.step_(plist, list(grads.values()), state, const, scale)
             return losses.detach()
 
         if compile:
             return torch.compile(train_step)
         return TracedStep(train_step, self.trace_after) if self.traced else train_step
 
-    def train(self, global_params: torch.Tensor, schedules: list[Schedule]) -> tuple[torch.Tensor, torch.Tensor]:
+    def train(
+        self, global_params: torch.Tensor, schedules: list[Schedule], const: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local models ``(n, d)`` and mean local losses ``(n,)``; ``const`` ``(n, d)`` holds each
+        client's constant term (see :class:`LocalRule`)."""
         out = torch.empty(len(schedules), self.layout.dim, device=global_params.device)
         losses = torch.zeros(len(schedules), device=global_params.device)
         steps = [s.steps for s in schedules]
         for group in group_by_steps(steps, self.max_pad_fraction, self.max_group_size):
             pos = torch.as_tensor(group, device=out.device)
-            out[pos], losses[pos] = self._train_group(global_params, [schedules[i] for i in group])
+            k = None if const is None else const[pos]
+            out[pos], losses[pos] = self._train_group(global_params, [schedules[i] for i in group], k)
         return out, losses
 
     def _pack(self, schedules: list[Schedule], device: torch.device):
         """A group's schedules as ``index (steps, n, batch)`` (padding -> sample 0), the float
         ``mask`` of real samples, and each client's step count."""
-        n, b = len(schedules), self.local.batch_size
+        n, b = len(schedules), self.batch_size
         max_steps = max(s.steps for s in schedules)
         index = np.zeros((max_steps, n, b), np.int64)
         mask = np.zeros((max_steps, n, b), np.float32)
@@ -158,18 +160,19 @@ class VmapEngine:
         client_steps = torch.as_tensor([s.steps for s in schedules], device=device)
         return index_t, mask_t, client_steps, max_steps
 
-    def _train_group(self, global_params: torch.Tensor, schedules: list[Schedule]):
+    def _train_group(self, global_params: torch.Tensor, schedules: list[Schedule], const: torch.Tensor | None):
         n, device = len(schedules), global_params.device
         index_t, mask_t, client_steps, max_steps = self._pack(schedules, device)
 
         params = self.layout.unflatten_stacked(global_params.expand(n, -1))
-        bufs = [torch.zeros_like(p) for p in params.values()] if self.local.momentum else None
+        state = self.rule.init(list(params.values()))
+        k = None if const is None else list(self.layout.unflatten_stacked(const).values())
         total = torch.zeros(n, device=device)
         ragged = bool((client_steps != max_steps).any())
         for s in range(max_steps):
             idx = index_t[s]
             active = (client_steps > s).to(global_params.dtype)
-            step_size = -self.local.lr * active if ragged or self.compiled else None
-            loss = self._train_step(params, bufs, self.x[idx], self.y[idx], mask_t[s], step_size)
+            step_size = -self.rule.lr * active if ragged or self.compiled else None
+            loss = self._train_step(params, state, self.x[idx], self.y[idx], mask_t[s], step_size, k)
             total += loss * active
         return self.layout.flatten_stacked(params), total / client_steps.clamp_min(1)

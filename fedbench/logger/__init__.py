@@ -6,11 +6,31 @@ metrics to Weights & Biases. The progress bar is always a callback, shown only o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fedbench.config import RunConfig
 from fedbench.logger.progress import ProgressBar
+from fedbench.registry import one_of, option, register
+
+if TYPE_CHECKING:
+    from fedbench.config import RunConfig
+
+
+@register("logger", "none")
+@dataclass
+class NoLoggerConfig:
+    name: str = "none"
+
+
+@register("logger", "wandb")
+@dataclass
+class LoggerConfig:
+    name: str = "wandb"
+    project: str = "fedbench"
+    entity: str | None = None
+    mode: str | None = option(None, one_of(None, "online", "offline", "disabled"))
+    tags: list[str] = option([])
 
 
 def make_callbacks(run: RunConfig, run_dir: Path, resolved: dict[str, Any]) -> list[Any]:
@@ -22,4 +42,4 @@ def make_callbacks(run: RunConfig, run_dir: Path, resolved: dict[str, Any]) -> l
     return callbacks
 
 
-__all__ = ["ProgressBar", "make_callbacks"]
+__all__ = ["LoggerConfig", "NoLoggerConfig", "ProgressBar", "make_callbacks"]

@@ -4,10 +4,40 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from torch import nn
 
 from fedbench.models.registry import register_model
+from fedbench.registry import integer, option, register
+
+_NORM = (
+    lambda v: v in ("none", "group"),
+    "none or group (BatchNorm is not offered: its running statistics are not federated; GroupNorm is the fix)",
+)
+_WIDTHS = (lambda v: len(v) >= 0 and all(h >= 1 for h in v), "a list of layer widths >= 1")
+
+
+@register("model", "logreg")
+@dataclass
+class LogRegConfig:
+    name: str = "logreg"
+
+
+@register("model", "mlp")
+@dataclass
+class MLPConfig:
+    name: str = "mlp"
+    hidden: list[int] = option([200, 200], _WIDTHS)
+
+
+@register("model", "cnn_mnist")
+@register("model", "cnn_small")
+@dataclass
+class CNNConfig:
+    name: str = "cnn_small"
+    norm: str = option("none", _NORM)
+    groups: int = option(8, integer(1))
 
 
 @register_model("logreg")

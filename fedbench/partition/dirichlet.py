@@ -21,9 +21,33 @@ classes. Report which convention an experiment used.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from fedbench.registry import integer, number, option, register
+
 from .base import PartitionError, as_parts, check_alpha, check_int, check_labels
+
+_ALPHA = number(min=0, min_open=True)
+
+
+@register("partition", "dirichlet_class")
+@dataclass
+class DirichletClassConfig:
+    name: str = "dirichlet_class"
+    alpha: float = option(0.5, _ALPHA)
+    min_size: int = option(10, integer(0))
+    max_attempts: int = option(100, integer(1))
+    balance: bool = True
+
+
+@register("partition", "dirichlet_client")
+@dataclass
+class DirichletClientConfig:
+    name: str = "dirichlet_client"
+    alpha: float = option(0.5, _ALPHA)
+    client_size: int | None = option(None, integer(1, nullable=True))
 
 
 def _class_pools(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:

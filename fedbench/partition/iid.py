@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from fedbench.registry import register
+
 from .base import check_int, check_labels
+
+
+@register("partition", "iid")
+@dataclass
+class IIDConfig:
+    name: str = "iid"
 
 
 def iid(labels: np.ndarray, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
