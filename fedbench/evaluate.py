@@ -34,8 +34,12 @@ def client_accuracy(correct: torch.Tensor, owner: torch.Tensor, num_clients: int
 
 
 def fairness(acc: np.ndarray) -> dict[str, float]:
-    """Summary of per-client accuracies: mean, std, 10th percentile and worst client."""
+    """Summary of per-client accuracies: mean, population std (``ddof=0``), 10th percentile
+    (numpy's linear interpolation) and worst client, over the clients that hold data (empty
+    clients have NaN accuracy and are left out; with none, every statistic is NaN)."""
     acc = acc[np.isfinite(acc)]
+    if acc.size == 0:
+        return dict.fromkeys(("client_acc_mean", "client_acc_std", "client_acc_p10", "client_acc_min"), float("nan"))
     return {
         "client_acc_mean": float(acc.mean()),
         "client_acc_std": float(acc.std()),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import pkgutil
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any
@@ -39,6 +40,7 @@ class Entry:
 
 
 _OPTIONS: dict[str, dict[str, Entry]] = {g: {} for g in GROUPS}
+_IMPORTED: set[str] = set()
 
 
 def register(group: str, name: str, impl: Any = None) -> Callable[[type], type]:
@@ -56,8 +58,13 @@ def register(group: str, name: str, impl: Any = None) -> Callable[[type], type]:
 
 
 def options(group: str) -> dict[str, Entry]:
-    """The registered options of ``group`` (importing the package that registers them)."""
-    importlib.import_module(GROUPS[group])
+    """The registered options of ``group``, after importing every module of the group's package
+    (so a new option is found by its module alone, without an import to add anywhere)."""
+    package = importlib.import_module(GROUPS[group])
+    if group not in _IMPORTED:
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+        _IMPORTED.add(group)
     return _OPTIONS[group]
 
 

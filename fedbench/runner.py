@@ -55,6 +55,14 @@ def _final(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return last
 
 
+def client_acc_csv(sizes, acc) -> str:
+    """The last evaluation's accuracy of the global model on each client's own training data
+    (empty for clients without data)."""
+    lines = ["client,num_samples,acc"]
+    lines += [f"{c},{int(n)},{'' if math.isnan(a) else repr(float(a))}" for c, (n, a) in enumerate(zip(sizes, acc))]
+    return "\n".join(lines) + "\n"
+
+
 def run_experiment(cfg: DictConfig | dict, run_dir: str | Path, callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Run the experiment ``cfg`` (a composed config) into ``run_dir``; returns the summary.
 
@@ -121,6 +129,8 @@ def run_experiment(cfg: DictConfig | dict, run_dir: str | Path, callbacks: list[
     finally:
         if rows:
             atomic_write_parquet(run_dir / "metrics.parquet", metrics_frame(rows))
+        if sim is not None and getattr(sim, "client_acc", None) is not None:
+            atomic_write_text(run_dir / "client_acc.csv", client_acc_csv(sim.sizes, sim.client_acc))
         summary |= {
             "rounds_completed": len(rows),
             "final": _final(rows),

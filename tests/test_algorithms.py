@@ -92,13 +92,15 @@ def test_one_fedprox_step_hand_computed():
     w0 = torch.tensor([0.0, 4.0])
     rule = LocalRule(lr=lr, coef=mu + wd, constant=True)
     w = torch.tensor([1.0, 2.0])
-    rule.step_([w], [torch.tensor([0.5, -1.0])], rule.init([w]), [-mu * w0])
+    assert rule.pulls  # one lerp towards the anchor w0 * mu / (mu + wd)
+    rule.step_([w], [torch.tensor([0.5, -1.0])], rule.init([w]), [rule.prepare(-mu * w0)])
     torch.testing.assert_close(w, torch.tensor([0.6, 2.4]))
     # with momentum 0.5, a second step with g = [0, 0]: d = mu (w - w0) + wd w = [0.06+0.12, -0.16+0.48]
     # = [0.18, 0.32]; b = 0.5 [0.8, -0.8] + d = [0.58, -0.08]; w = [0.6 - 0.29, 2.4 + 0.04]
     rule = LocalRule(lr=lr, momentum=0.5, coef=mu + wd, constant=True)
     w = torch.tensor([1.0, 2.0])
     state = rule.init([w])
+    assert not rule.pulls and torch.equal(rule.prepare(-mu * w0), -mu * w0)
     rule.step_([w], [torch.tensor([0.5, -1.0])], state, [-mu * w0])
     rule.step_([w], [torch.zeros(2)], state, [-mu * w0])
     torch.testing.assert_close(w, torch.tensor([0.31, 2.44]))
@@ -108,7 +110,7 @@ def test_local_rule_with_per_client_step_sizes_freezes_finished_clients():
     rule = LocalRule(lr=0.5, coef=0.2, constant=True)
     w = torch.tensor([[1.0, 2.0], [1.0, 2.0]])
     g, k = torch.tensor([[0.5, -1.0], [0.5, -1.0]]), torch.tensor([[0.1, 0.0], [0.1, 0.0]])
-    rule.step_([w], [g], None, [k], [torch.tensor([[-0.5], [0.0]])])
+    rule.step_([w], [g], None, [rule.prepare(k)], [torch.tensor([[-0.5], [0.0]])])
     # client 0: d = g + 0.2 w + k = [0.8, -0.6]; w - 0.5 d = [0.6, 2.3]; client 1 frozen
     torch.testing.assert_close(w, torch.tensor([[0.6, 2.3], [1.0, 2.0]]))
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fl_reference import reference_batches
 from test_engine import tiny_config
 
 from fedbench.aggregator import weighted_mean
 from fedbench.config import validate
-from fedbench.engine import make_schedule
 from fedbench.models import build_model
 from fedbench.server_opt import server_sgd
 from fedbench.simulation import Simulation
@@ -62,9 +62,8 @@ def test_one_client_full_participation_equals_plain_sgd(engine):
     opt = torch.optim.SGD(model.parameters(), lr=run.algorithm.lr)
     x, y = sim.data.x_train, sim.data.y_train
     for r in range(1, rounds + 1):
-        sched = make_schedule(sim.parts[0], sim.local, run.seed, r, 0)
-        for s in range(sched.steps):
-            idx = torch.as_tensor(sched.index[s, : sched.lengths[s]])
+        for idx in reference_batches(sim.parts[0], 50, 1, None, run.seed, r, 0):
+            idx = torch.as_tensor(idx)
             opt.zero_grad()
             F.cross_entropy(model(x[idx]), y[idx]).backward()
             opt.step()
@@ -146,9 +145,8 @@ def test_rounds_match_an_independent_fedavg_reference(engine):
         for c in chosen:
             local = copy.deepcopy(global_model)
             opt = torch.optim.SGD(local.parameters(), lr=alg.lr, momentum=alg.momentum, weight_decay=alg.weight_decay)
-            sched = make_schedule(sim.parts[c], sim.local, run.seed, r, int(c))
-            for s in range(sched.steps):
-                idx = torch.as_tensor(sched.index[s, : sched.lengths[s]])
+            for idx in reference_batches(sim.parts[c], alg.batch_size, alg.local_epochs, None, run.seed, r, int(c)):
+                idx = torch.as_tensor(idx)
                 opt.zero_grad()
                 F.cross_entropy(local(x[idx]), y[idx]).backward()
                 opt.step()
@@ -162,3 +160,46 @@ def test_rounds_match_an_independent_fedavg_reference(engine):
     reference = torch.cat([p.detach().reshape(-1) for p in global_model.parameters()])
     assert len(set(sim.sizes[sim.select(1)[0].clients].tolist())) > 1, "unequal client sizes"
     torch.testing.assert_close(sim.params, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_client_transforms_run_in_the_uplink_stage_with_their_state():
+    """A transform sees the round record, changes the updates, keeps state and reports metrics."""
+    from fedbench.simulation import ClientTransform
+
+    seen = []
+
+    def update(record, state):
+        seen.append(record.clients.copy())
+        record.updates = record.updates * 0.5
+        return state + 1, {"halved": float(state + 1)}
+
+    cfg = validate(tiny_config())
+    plain = Simulation(cfg)
+    halved = Simulation(cfg, transforms=[ClientTransform(lambda d: 0, update)])
+    w0 = plain.params.clone()
+    plain.step()
+    row = halved.step()
+    assert row["halved"] == 1.0 and halved.transform_states == [1]
+    np.testing.assert_array_equal(seen[0], halved.last_record.clients)
+    torch.testing.assert_close(halved.params - w0, 0.5 * (plain.params - w0), rtol=1e-5, atol=1e-7)
+    assert row["uplink_bytes"] == halved.last_record.n * halved.layout.dim * 4
+
+
+@pytest.mark.parametrize("alg", ["fedavg", "scaffold", "feddyn", "fednova"])
+def test_a_round_whose_clients_are_all_empty_leaves_the_model_alone(alg):
+    """More clients than samples: an iid split leaves some clients empty, and a round that selects
+    only empty ones has nothing to learn from (its updates are zero, and so is the step)."""
+    cfg = tiny_config(**{"partition": {"name": "iid"}, "num_clients": 1500, "clients_per_round": 1})
+    cfg["algorithm"] = {**cfg["algorithm"], "name": alg}
+    sim = Simulation(validate(cfg))
+    empty_round = next(r for r in range(1, 200) if sim.sizes[sim.select(r)[0].clients].sum() == 0)
+    for _ in range(empty_round - 1):
+        sim.step()
+    before = sim.params.clone()
+    row = sim.step()
+    assert sim.last_record.steps.tolist() == [0] and row["train_loss"] == 0.0
+    if alg == "feddyn":  # Algorithm 1: theta = mean(theta_k) - h / alpha, and h still pulls the model
+        assert empty_round > 1 and sim.algorithm.state["h"].abs().sum() > 0
+        torch.testing.assert_close(sim.params - before, -sim.algorithm.state["h"] / sim.run.algorithm.alpha)
+    else:
+        assert torch.equal(sim.params, before)

@@ -180,10 +180,18 @@ def tiny_pair(tmp_path_factory):
 
 def test_run_writes_all_files(tiny_pair):
     _, (a, _), _ = tiny_pair
-    assert listing(a) == ["config.yaml", "curves.png", "metrics.parquet", "partition.json", "summary.json"]
+    assert listing(a) == [
+        "client_acc.csv", "config.yaml", "curves.png", "metrics.parquet", "partition.json", "summary.json",
+    ]
     assert (a / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     stats = json.loads((a / "partition.json").read_text())
     assert sum(stats["sizes"]) == 1437 and len(stats["sizes"]) == 5
+    # the last evaluation's per-client accuracies: one row per client, summarised by the last row
+    per_client = pd.read_csv(a / "client_acc.csv")
+    assert per_client["client"].tolist() == list(range(5)) and per_client["num_samples"].tolist() == stats["sizes"]
+    last = pd.read_parquet(a / "metrics.parquet").iloc[-1]
+    assert last["client_acc_mean"] == pytest.approx(per_client["acc"].mean())
+    assert last["client_acc_min"] == pytest.approx(per_client["acc"].min())
 
 
 def test_metrics_parquet_schema(tiny_pair):

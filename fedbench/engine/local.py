@@ -17,6 +17,11 @@ Every term is added into its target (the weights, or the momentum buffers) by it
 op, and the gradient term comes last and alone: each gradient is read exactly once, so a traced
 step can accumulate a Linear layer's gradient ``g^T h`` straight into the target with
 ``baddbmm_`` (:func:`fedbench.engine.trace.fuse_bmm_updates`) whatever terms the algorithm adds.
+
+Without momentum, the linear and constant terms together are a pull towards an anchor:
+``w - lr (coef w + k) = lerp(w, a, lr coef)`` with ``a = -k / coef`` (FedProx's anchor is the
+global model). :meth:`LocalRule.prepare` turns the constants into anchors once per round, and
+the step makes one pass over the weights (``_foreach_lerp_``) instead of two.
 """
 
 from __future__ import annotations
@@ -89,6 +94,17 @@ def constant_term(target, alpha, params, grads, const) -> None:
     _acc_(target, const, alpha)
 
 
+def pull_term(coef: float) -> Term:
+    """``coef * w + k_i`` as ``coef * (w - a_i)`` with anchor ``a_i = -k_i / coef``, on the
+    weights only: ``w + alpha coef (w - a) = lerp(w, a, -alpha coef)``."""
+
+    def add_(target, alpha, params, grads, anchor):
+        weight = [-a * coef for a in alpha] if isinstance(alpha, list) else -alpha * coef
+        torch._foreach_lerp_(params, anchor, weight)
+
+    return add_
+
+
 def gradient_term(target, alpha, params, grads, const) -> None:
     """``g``, the minibatch gradient; last, and its only reader (so traced steps fuse it)."""
     _acc_(target, grads, alpha)
@@ -109,12 +125,26 @@ class LocalRule:
     constant: bool = False
 
     @property
+    def pulls(self) -> bool:
+        """Whether the linear and constant terms run as one pull towards an anchor (no momentum)."""
+        return bool(self.coef and self.constant and not self.momentum)
+
+    @property
     def terms(self) -> list[Term]:
+        if self.pulls:
+            return [pull_term(self.coef), gradient_term]
         return [
             *([linear_term(self.coef)] if self.coef else []),
             *([constant_term] if self.constant else []),
             gradient_term,
         ]
+
+    def prepare(self, const: torch.Tensor | None) -> torch.Tensor | None:
+        """The per-round operand of :meth:`step_` from the clients' constants ``k_i`` (any shape):
+        the anchors ``-k_i / coef`` when the rule pulls, else ``k_i`` itself."""
+        if const is None or not self.pulls:
+            return const
+        return const / -self.coef
 
     def init(self, params: Tensors) -> Tensors | None:
         """The step's state: momentum buffers (zero), or None."""
@@ -128,9 +158,10 @@ class LocalRule:
         const: Tensors | None = None,
         scale: Tensors | None = None,
     ) -> None:
-        """Update ``params`` (and ``state``) in place. ``scale`` replaces ``-lr``: one tensor per
-        parameter broadcastable to it, ``-lr`` for clients still training and ``0`` for clients
-        whose schedule has ended."""
+        """Update ``params`` (and ``state``) in place. ``const`` is the clients' constant term as
+        returned by :meth:`prepare`. ``scale`` replaces ``-lr``: one tensor per parameter
+        broadcastable to it, ``-lr`` for clients still training and ``0`` for clients whose
+        schedule has ended."""
         if self.constant and const is None:
             raise ValueError("this rule adds a per-client constant: pass const")
         alpha: Scale = -self.lr if scale is None else scale

@@ -38,7 +38,7 @@ class SequentialEngine:
             self.flat.copy_(global_params)
             if self.state is not None:
                 torch._foreach_zero_(self.state)
-            k = None if const is None else [const[i]]
+            k = None if const is None else [self.rule.prepare(const[i])]
             index = torch.as_tensor(sched.index, device=self.x.device)
             total = torch.zeros((), device=global_params.device)
             for s, length in enumerate(sched.lengths.tolist()):

@@ -166,7 +166,7 @@ class VmapEngine:
 
         params = self.layout.unflatten_stacked(global_params.expand(n, -1))
         state = self.rule.init(list(params.values()))
-        k = None if const is None else list(self.layout.unflatten_stacked(const).values())
+        k = None if const is None else list(self.layout.unflatten_stacked(self.rule.prepare(const)).values())
         total = torch.zeros(n, device=device)
         ragged = bool((client_steps != max_steps).any())
         for s in range(max_steps):
