@@ -181,7 +181,12 @@ def tiny_pair(tmp_path_factory):
 def test_run_writes_all_files(tiny_pair):
     _, (a, _), _ = tiny_pair
     assert listing(a) == [
-        "client_acc.csv", "config.yaml", "curves.png", "metrics.parquet", "partition.json", "summary.json",
+        "client_acc.csv",
+        "config.yaml",
+        "curves.png",
+        "metrics.parquet",
+        "partition.json",
+        "summary.json",
     ]
     assert (a / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     stats = json.loads((a / "partition.json").read_text())
