@@ -39,6 +39,11 @@ def _describe(e: BaseException) -> str:
             group, _, option = err.missing_cfg_file.rpartition("/")
             return f"{group}={option}: unknown {group} option; allowed: {', '.join(err.options)}"
         if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and getattr(err, "full_key", None):
+            from fedbench.registry import moved_key
+
+            new = moved_key(err.full_key)
+            if new:
+                return f"{err.full_key}: this key moved; set {new} instead"
             return f"{err.full_key}: unknown key (run `fedbench --cfg job` to list the keys)"
         if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
             value = getattr(err, "value", None)

@@ -68,6 +68,19 @@ def options(group: str) -> dict[str, Entry]:
     return _OPTIONS[group]
 
 
+def moved_key(key: str) -> str | None:
+    """Where a dotted key that an option declares as moved (its ``moved`` class attribute, e.g.
+    ``algorithm.server_lr`` -> ``server_opt.lr``) went, or None."""
+    group, _, name = key.partition(".")
+    if group not in GROUPS:
+        return None
+    for e in options(group).values():
+        new = getattr(e.schema, "moved", {}).get(name)
+        if new:
+            return new
+    return None
+
+
 def entry(group: str, name: str) -> Entry:
     return options(group)[name]
 

@@ -211,6 +211,12 @@ def test_unknown_key_override_says_unknown_key(tmp_path):
     assert "unknown key" in line
 
 
+def test_moved_key_override_says_where_it_went(tmp_path):
+    proc = run_cli(["algorithm.server_momentum=0.9", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    line = assert_one_config_error_line(proc, "algorithm.server_momentum")
+    assert "moved" in line and "server_opt.momentum" in line
+
+
 def test_list_value_for_float_key_is_one_line(tmp_path):
     proc = run_cli(["partition.alpha=[1,2]", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert_one_config_error_line(proc, "partition.alpha")
