@@ -154,6 +154,35 @@ class Simulation:
             owner[idx] = c
         self.owner = torch.as_tensor(owner, device=self.device)
 
+    # ---- checkpoint -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that carries over from one round to the next, as tensors, numbers and strings
+        (``torch.load(weights_only=True)`` reads it back). Randomness needs no entry: every stream
+        is keyed by (seed, round, client), so round ``r`` draws the same whatever came before."""
+        return {
+            "round": self.round,
+            "params": self.params,
+            "server_state": self.server_state,
+            "algorithm": self.algorithm.state_dict(),
+            "client_state": self.client_state.state_dict(),
+            "engine": self.engine.state_dict(),
+            "totals": dict(self.totals),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state_dict()`` of a simulation of the same config. Client and server
+        transforms keep their own state and are not restored here."""
+        if self.transforms or self.server_transforms:
+            raise ValueError("cannot restore a simulation with client or server transforms yet")
+        self.round = int(state["round"])
+        self.params = state["params"].to(self.device)
+        server = state["server_state"]
+        self.server_state = None if server is None else {k: v.to(self.device) for k, v in server.items()}
+        self.algorithm.load_state_dict({k: v.to(self.device) for k, v in state["algorithm"].items()})
+        self.client_state.load_state_dict(state["client_state"])
+        self.engine.load_state_dict(state["engine"])
+        self.totals = {k: int(v) for k, v in state["totals"].items()}
+
     # ---- stages ----------------------------------------------------------------------------------
     def select(self, r: int) -> tuple[RoundRecord, dict[str, float]]:
         """Uniform sampling without replacement from the ``sampling`` stream keyed by round."""

@@ -81,3 +81,6 @@ class Algorithm:
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self.state)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state = {k: v.to(self.state[k].device) if k in self.state else v for k, v in state.items()}

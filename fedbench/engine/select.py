@@ -73,6 +73,6 @@ def make_engine(
         raise ValueError(f"engine.name={name}: cannot train this model: {why}")
     if name == "sequential":
         return SequentialEngine(model, x, y, rule), ""
-    note = "vmap: every client of a group trained as one batched computation" if name == "auto" else ""
+    note = "the round's clients train as one batched computation (torch.func.vmap)" if name == "auto" else ""
     engine = VmapEngine(model, x, y, rule, batch_size, max_pad_fraction, max_group_size, compile, trace, trace_after)
     return engine, note

@@ -27,6 +27,12 @@ class SequentialEngine:
         self.layout.bind(model, self.flat, self.grad)
         self.state = rule.init([self.flat])
 
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def train(
         self, global_params: torch.Tensor, schedules: list[Schedule], const: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,13 +27,17 @@ class TracedStep:
         self.fn, self.after = fn, after
         self.graphs: dict[tuple, fx.GraphModule] = {}
         self.calls: dict[tuple, int] = {}
+        self._restored: dict[str, int] = {}  # call counts from a checkpoint, by signature text
 
     def __call__(self, *args):
         leaves, spec = tree_flatten(args)
         key = (str(spec), *((t.shape, t.dtype, t.device) if isinstance(t, torch.Tensor) else t for t in leaves))
         graph = self.graphs.get(key)
         if graph is None:
-            self.calls[key] = calls = self.calls.get(key, 0) + 1
+            calls = self.calls.get(key)
+            if calls is None:  # first call of this signature here: a checkpoint may have counted it
+                calls = self._restored.pop(str(key), 0)
+            self.calls[key] = calls = min(calls + 1, self.after + 1)  # a restored count may be past it
             if calls <= self.after:
                 return self.fn(*args)
             from torch.fx.experimental.proxy_tensor import make_fx
@@ -43,6 +47,15 @@ class TracedStep:
             drop_identity_views(graph)
             self.graphs[key] = graph
         return graph(*args)
+
+
+    def state_dict(self) -> dict[str, int]:
+        """How often each signature has run (by its text), so a resumed run traces a step at the
+        same call as an uninterrupted one: traced and untraced steps differ by float rounding."""
+        return {**self._restored, **{str(k): n for k, n in self.calls.items()}}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.graphs, self.calls, self._restored = {}, {}, {k: int(v) for k, v in state.items()}
 
 
 def _bmm_source(node: fx.Node) -> fx.Node | None:

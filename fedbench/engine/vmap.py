@@ -130,6 +130,14 @@ class VmapEngine:
             return torch.compile(train_step)
         return TracedStep(train_step, self.trace_after) if self.traced else train_step
 
+    def state_dict(self) -> dict:
+        """The traced step's call counts (see :meth:`TracedStep.state_dict`); empty otherwise."""
+        return {"trace_calls": self._train_step.state_dict()} if self.traced else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.traced:
+            self._train_step.load_state_dict(state.get("trace_calls", {}))
+
     def train(
         self, global_params: torch.Tensor, schedules: list[Schedule], const: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
