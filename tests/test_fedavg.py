@@ -203,3 +203,22 @@ def test_a_round_whose_clients_are_all_empty_leaves_the_model_alone(alg):
         torch.testing.assert_close(sim.params - before, -sim.algorithm.state["h"] / sim.run.algorithm.alpha)
     else:
         assert torch.equal(sim.params, before)
+
+
+def test_client_accuracy_credits_each_training_sample_to_its_owner():
+    """The fairness columns from the simulation's owner map, against each client's own samples
+    (``sim.parts``) scored directly with the global model."""
+    from torch.func import functional_call
+
+    sim = Simulation(validate(tiny_config(client_metrics=True)))
+    sim.step()
+    row = sim.evaluate()
+    with torch.no_grad():
+        pred = functional_call(sim.model, sim.layout.unflatten(sim.params), (sim.data.x_train,)).argmax(-1)
+    y = sim.data.y_train
+    expected = np.array([float((pred[idx] == y[idx]).double().mean()) for idx in sim.parts])
+    assert np.unique(np.round(expected, 3)).size > 3, "clients must differ for the check to mean anything"
+    np.testing.assert_allclose(sim.client_acc, expected, rtol=0, atol=1e-12)
+    assert row["client_acc_min"] == pytest.approx(expected.min())
+    assert row["client_acc_mean"] == pytest.approx(expected.mean())
+    assert row["client_acc_std"] == pytest.approx(expected.std())
