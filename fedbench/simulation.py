@@ -212,14 +212,15 @@ class Simulation:
         return {"train_loss": float(record.losses.mean()), **metrics}
 
     def uplink(self, record: RoundRecord) -> dict[str, float]:
-        """Client transforms in order, then every upload counted as it is sent (fp32 for now)."""
+        """Client transforms in order, then every upload counted as it is sent: a transform that
+        encodes an upload (compression) counts its bytes itself; the rest go as fp32."""
         metrics: dict[str, float] = {}
         for i, t in enumerate(self.transforms):
             self.transform_states[i], m = t.update(record, self.transform_states[i])
             metrics.update(m)
-        record.add_bytes("uplink", "update", fp32_bytes(record.updates))
-        for name, t in record.payloads.items():
-            record.add_bytes("uplink", name, fp32_bytes(t))
+        for name, t in {"update": record.updates, **record.payloads}.items():
+            if f"uplink/{name}" not in record.bytes:
+                record.add_bytes("uplink", name, fp32_bytes(t))
         return metrics
 
     def aggregate(self, record: RoundRecord) -> tuple[torch.Tensor, dict[str, float]]:

@@ -222,3 +222,20 @@ def test_client_accuracy_credits_each_training_sample_to_its_owner():
     assert row["client_acc_min"] == pytest.approx(expected.min())
     assert row["client_acc_mean"] == pytest.approx(expected.mean())
     assert row["client_acc_std"] == pytest.approx(expected.std())
+
+
+def test_a_transform_that_encodes_the_update_counts_its_own_bytes():
+    """Bytes come from the stage that knows them: a (pretend) fp16 encoder counts 2 bytes a value
+    and the uplink stage does not add fp32 bytes on top."""
+    from fedbench.simulation import ClientTransform
+
+    def fp16(record, state):
+        record.updates = record.updates.half().float()
+        record.add_bytes("uplink", "update", record.updates.numel() * 2)
+        return state, {}
+
+    sim = Simulation(validate(tiny_config()), transforms=[ClientTransform(lambda d: None, fp16)])
+    row = sim.step()
+    n, d = sim.last_record.n, sim.layout.dim
+    assert sim.last_record.bytes == {"downlink/model": n * d * 4, "uplink/update": n * d * 2}
+    assert row["uplink_bytes"] == n * d * 2 and row["uplink_bytes_cum"] == n * d * 2
