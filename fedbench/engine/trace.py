@@ -48,7 +48,6 @@ class TracedStep:
             self.graphs[key] = graph
         return graph(*args)
 
-
     def state_dict(self) -> dict[str, int]:
         """How often each signature has run (by its text), so a resumed run traces a step at the
         same call as an uninterrupted one: traced and untraced steps differ by float rounding."""
