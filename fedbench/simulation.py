@@ -105,9 +105,9 @@ class Simulation:
         self.local = alg.local_sgd()
         self.algorithm = entry("algorithm", alg.name).impl(alg)
         self.rule = LocalRule(
-            lr=alg.lr,
-            momentum=alg.momentum,
-            coef=alg.weight_decay + self.algorithm.coef,
+            lr=self.local.lr,
+            momentum=self.local.momentum,
+            coef=self.local.weight_decay + self.algorithm.coef,
             constant=self.algorithm.constant,
         )
         eng = run.engine
