@@ -226,3 +226,9 @@ def test_fairness_equals_definition(values):
     got = fairness(np.array(values, dtype=np.float64))
     want = ref_fairness(values)
     assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_fairness_with_no_client_holding_data_is_all_nan():
+    stats = fairness(np.array([np.nan, np.nan]))
+    assert set(stats) == {"client_acc_mean", "client_acc_std", "client_acc_p10", "client_acc_min"}
+    assert all(math.isnan(v) for v in stats.values())
