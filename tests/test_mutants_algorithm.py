@@ -70,3 +70,49 @@ def test_a_norm_is_float64_and_matches_the_sum_of_momentum_weights():
     expected = sum((1 - rho**j) / (1 - rho) for j in range(1, t + 1))
     got = a_norm(torch.tensor([t]), rho)
     assert got.dtype == torch.float64 and abs(got.item() - expected) < 1e-12 * expected
+
+
+def test_feddyn_client_gradient_accumulates_over_rounds():
+    """g_k <- g_k - alpha (theta_k - theta): a client's second round starts from its first round's
+    g_k (a mutant reading another state key restarted it from zero every round)."""
+    from fedbench.algorithm import FedDyn, FedDynConfig
+    from fedbench.round import RoundRecord
+    from fedbench.state import ClientState
+
+    sim = SimpleNamespace(client_state=ClientState(), layout=SimpleNamespace(dim=2), device=torch.device("cpu"))
+    alg = FedDyn(FedDynConfig(alpha=0.5))
+    for delta in ([1.0, 2.0], [3.0, -4.0]):
+        record = RoundRecord(round=1, clients=np.array([7]), num_samples=np.array([5]), steps=np.array([1]))
+        record.updates = torch.tensor([delta])
+        alg.after_local(sim, record, torch.zeros(2))
+    # g = -0.5 [1, 2] - 0.5 [3, -4] = [-2, 1]
+    torch.testing.assert_close(sim.client_state.get("grad", np.array([7]), 2, "cpu"), torch.tensor([[-2.0, 1.0]]))
+
+
+def test_scaffold_client_without_steps_keeps_its_control_and_state_stays_float32():
+    """A client with no data ran K = 0 steps: option II's formula does not apply, its control stays
+    and it uploads delta_c = 0. The controls keep the model's dtype (float32)."""
+    from fedbench.algorithm import Scaffold, ScaffoldConfig
+    from fedbench.round import RoundRecord
+    from fedbench.state import ClientState
+
+    sim = SimpleNamespace(
+        client_state=ClientState(),
+        layout=SimpleNamespace(dim=2),
+        device=torch.device("cpu"),
+        run=SimpleNamespace(num_clients=4),
+    )
+    alg = Scaffold(ScaffoldConfig(lr=0.5))
+    alg.init(sim)
+    alg.state["c"] = torch.tensor([1.0, -1.0])
+    sim.client_state.set("c_i", np.array([3]), torch.tensor([[0.25, 0.5]]))
+    record = RoundRecord(round=1, clients=np.array([1, 3]), num_samples=np.array([4, 0]), steps=np.array([2, 0]))
+    record.updates = torch.tensor([[-1.0, 2.0], [0.0, 0.0]])
+    alg.after_local(sim, record, torch.zeros(2))
+    # client 1: c_1+ = 0 - [1, -1] + [1, -2] / (2 * 0.5) = [0, -1]; client 3: unchanged
+    torch.testing.assert_close(record.payloads["delta_c"], torch.tensor([[0.0, -1.0], [0.0, 0.0]]))
+    torch.testing.assert_close(
+        sim.client_state.get("c_i", np.array([1, 3]), 2, "cpu"), torch.tensor([[0.0, -1.0], [0.25, 0.5]])
+    )
+    alg.server_step(sim, record, torch.zeros(2))
+    assert record.payloads["delta_c"].dtype == alg.state["c"].dtype == torch.float32
