@@ -36,6 +36,7 @@ class RoundRecord:
     payloads: dict[str, torch.Tensor] = field(default_factory=dict)
     byzantine: np.ndarray | None = None  # (n,) bool
     bytes: dict[str, int] = field(default_factory=dict)  # "uplink/update", "downlink/model", ...
+    client_rows: dict[str, torch.Tensor] = field(default_factory=dict)  # per-client state, read once
 
     @property
     def n(self) -> int:

@@ -79,8 +79,20 @@ class Algorithm:
         """The algorithm's server-side step on the aggregated update; returns it and metrics."""
         return aggregate, {}
 
+    def rows(self, sim: Simulation, record: RoundRecord, name: str) -> torch.Tensor:
+        """The round's clients' rows of per-client state ``name`` ``(n, d)`` on the compute device,
+        read from the store once per round and kept on the record."""
+        if name not in record.client_rows:
+            record.client_rows[name] = sim.client_state.get(name, record.clients, sim.layout.dim, sim.device)
+        return record.client_rows[name]
+
+    def set_rows(self, sim: Simulation, record: RoundRecord, name: str, values: torch.Tensor) -> None:
+        """Write the round's clients' rows of ``name`` to the store (and the record's copy)."""
+        record.client_rows[name] = values
+        sim.client_state.set(name, record.clients, values)
+
     def state_dict(self) -> dict[str, Any]:
         return dict(self.state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.state = {k: v.to(self.state[k].device) if k in self.state else v for k, v in state.items()}
+        self.state = dict(state)

@@ -39,12 +39,10 @@ class FedDyn(Algorithm):
         self.state["h"] = torch.zeros(sim.layout.dim, device=sim.device)
 
     def local_constant(self, sim, record, w0):
-        g = sim.client_state.get("grad", record.clients, sim.layout.dim, sim.device)
-        return -g - self.cfg.alpha * w0
+        return -self.rows(sim, record, "grad") - self.cfg.alpha * w0
 
     def after_local(self, sim, record, w0):
-        g = sim.client_state.get("grad", record.clients, sim.layout.dim, sim.device)
-        sim.client_state.set("grad", record.clients, g - self.cfg.alpha * record.updates)
+        self.set_rows(sim, record, "grad", self.rows(sim, record, "grad") - self.cfg.alpha * record.updates)
         record.weights = torch.ones(record.n, dtype=w0.dtype, device=w0.device)
         return {}
 

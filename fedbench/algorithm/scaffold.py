@@ -35,15 +35,14 @@ class Scaffold(Algorithm):
         return {"c": self.state["c"]}
 
     def local_constant(self, sim, record, w0):
-        c_i = sim.client_state.get("c_i", record.clients, sim.layout.dim, sim.device)
-        return self.state["c"] - c_i
+        return self.state["c"] - self.rows(sim, record, "c_i")
 
     def after_local(self, sim, record, w0):
-        c_i = sim.client_state.get("c_i", record.clients, sim.layout.dim, sim.device)
+        c_i = self.rows(sim, record, "c_i")
         k_eta = torch.as_tensor(record.steps, dtype=w0.dtype, device=w0.device) * self.cfg.lr
         trained = (k_eta > 0).unsqueeze(1)
         delta_c = torch.where(trained, -self.state["c"] - record.updates / k_eta.clamp_min(1e-30).unsqueeze(1), 0.0)
-        sim.client_state.set("c_i", record.clients, c_i + delta_c)
+        self.set_rows(sim, record, "c_i", c_i + delta_c)
         record.payloads["delta_c"] = delta_c
         return {}
 

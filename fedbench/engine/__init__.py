@@ -16,7 +16,7 @@ give the same models up to float rounding.
 from fedbench.engine.local import LocalRule, LocalSGD, batch_loss, per_sample_loss
 from fedbench.engine.params import FlatParams
 from fedbench.engine.schedule import Schedule, make_schedule
-from fedbench.engine.select import EngineConfig, make_engine, model_supported, vmap_supported
+from fedbench.engine.select import EngineConfig, make_engine, model_supported
 from fedbench.engine.sequential import SequentialEngine
 from fedbench.engine.vmap import VmapEngine, detect_fallbacks, group_by_steps
 
@@ -35,5 +35,4 @@ __all__ = [
     "make_schedule",
     "model_supported",
     "per_sample_loss",
-    "vmap_supported",
 ]

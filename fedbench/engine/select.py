@@ -45,9 +45,6 @@ def model_supported(model: nn.Module) -> tuple[bool, str]:
     return True, ""
 
 
-vmap_supported = model_supported  # every engine accepts the same models
-
-
 def make_engine(
     name: str,
     model: nn.Module,
