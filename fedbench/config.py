@@ -74,8 +74,10 @@ class RunConfig:
     client_metrics: bool = True
     device: str = option("auto", _DEVICE)
     client_state_device: str = option("cpu", _DEVICE)
-    threads: int = option(0, integer(0, note=" (0 keeps torch's default)"))
+    threads: int = option(0, integer(0, note=" (0: from the launcher's parallelism, see docs/sweeps.md)"))
     progress: bool = True
+    checkpoint_every: int = option(10, integer(0, note=" (0: only at the end and when interrupted)"))
+    rerun: bool = False
 
 
 TOP_LEVEL = {f.name for f in fields(RunConfig)}

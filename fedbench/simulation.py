@@ -67,6 +67,17 @@ class Callback(Protocol):
     def on_end(self, sim: Simulation, summary: dict[str, Any]) -> None: ...
 
 
+def train_loss(losses: torch.Tensor, num_samples: np.ndarray) -> float:
+    """The round's ``train_loss``: each client's mean loss over its local steps, averaged over
+    the clients that trained, weighted by their sample counts (as FedAvg weights their models):
+    ``sum_i n_i L_i / sum_i n_i``. Clients without data trained no steps and do not count; NaN
+    when no selected client had data."""
+    n = torch.as_tensor(num_samples, dtype=losses.dtype, device=losses.device)
+    if float(n.sum()) == 0:
+        return math.nan
+    return float((losses * n).sum() / n.sum())
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu; other names were checked by ``config.validate``."""
     if name == "auto":
@@ -90,8 +101,6 @@ class Simulation:
     ):
         self.run = run
         self.device = resolve_device(run.device)
-        if run.threads:
-            torch.set_num_threads(run.threads)
         self.data = load_dataset(asdict(run.dataset), run.seed, self.device)
         self._partition()
         try:
@@ -209,7 +218,7 @@ class Simulation:
         record.updates = local - w0
         record.weights = torch.as_tensor(record.num_samples, dtype=w0.dtype, device=w0.device)
         metrics = self.algorithm.after_local(self, record, w0)
-        return {"train_loss": float(record.losses.mean()), **metrics}
+        return {"train_loss": train_loss(record.losses, record.num_samples), **metrics}
 
     def uplink(self, record: RoundRecord) -> dict[str, float]:
         """Client transforms in order, then every upload counted as it is sent: a transform that
@@ -271,7 +280,7 @@ class Simulation:
         metrics |= m
         new_params, m = self.server_update(aggregate)
         metrics |= m
-        if not math.isfinite(metrics["train_loss"]) or not bool(torch.isfinite(new_params).all()):
+        if not bool(torch.isfinite(record.losses).all()) or not bool(torch.isfinite(new_params).all()):
             raise Diverged(f"round {r}: training loss or global weights became NaN/Inf (try a smaller algorithm.lr)")
         self.params = new_params
         self.round = r

@@ -270,14 +270,16 @@ def test_plot_two_runs(tmp_path):
     assert str(out) in proc.stdout
 
 
-@pytest.mark.parametrize("problem", ["no metrics.parquet", "label count"])
+@pytest.mark.parametrize("problem", ["nothing to plot", "label count"])
 def test_plot_bad_input_exits_2(tmp_path, problem):
     good = fake_run(tmp_path / "good", 0.0)
     out = tmp_path / "fig.png"
-    if problem == "no metrics.parquet":
+    if problem == "nothing to plot":  # a folder without runs, and a run without metric rows
         empty = tmp_path / "empty_run"
         empty.mkdir()
-        args, expected = [str(good), str(empty)], ["no metrics.parquet", str(empty)]
+        (good / "metrics.parquet").unlink()
+        (good / "summary.json").write_text('{"status": "failed"}')
+        args, expected = [str(good), str(empty)], ["nothing to plot", f"{empty} (no runs)", f"{good} (no metric rows)"]
     else:
         args, expected = [str(good), "--labels", "x", "y"], ["--labels", "1 labels, got 2"]
     proc = run_cli([*args, "-o", str(out)], cwd=tmp_path, cmd=plot_cmd())
@@ -287,7 +289,8 @@ def test_plot_bad_input_exits_2(tmp_path, problem):
     assert line.startswith("fedbench-plot: ") and "\n" not in line
     for part in expected:
         assert part in line
-    assert str(good) not in line
+    if problem == "label count":
+        assert str(good) not in line
     assert not out.exists()
 
 
@@ -297,6 +300,25 @@ def test_help_exits_0(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "partition" in proc.stdout and "dirichlet_class" in proc.stdout
     assert list(tmp_path.iterdir()) == []
+    # fedbench's own help, not Hydra's template: outputs, resume, exit codes
+    for words in ("metrics.parquet", "Resume:", "rerun=true", "Exit status", "143", "fedbench-report"):
+        assert words in proc.stdout
+    assert "Powered by Hydra" not in proc.stdout
+
+
+def test_cfg_job_validates_what_it_prints(tmp_path):
+    bad = run_cli(["--cfg", "job", "partition.alpha=-1"], cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip().startswith("fedbench: config error: partition.alpha=-1.0: out of range")
+    # a user config dir (-cd) adds options; the check sees them, and still rejects unknown ones
+    user = tmp_path / "myconf" / "model"
+    user.mkdir(parents=True)
+    (user / "tinymlp.yaml").write_text("name: mlp\nhidden: [16]\n")
+    ok = run_cli(["-cd", "myconf", "--cfg", "job", "model=tinymlp"], cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "hidden:\n  - 16" in ok.stdout
+    unknown = run_cli(["-cd", "myconf", "--cfg", "job", "model=nosuch"], cwd=tmp_path)
+    assert unknown.returncode == 2 and "allowed: cnn_mnist, cnn_small, logreg, mlp, tinymlp" in unknown.stderr
 
 
 # ---- end to end ----------------------------------------------------------------------------------
@@ -348,7 +370,7 @@ def test_failing_run_in_sweep_is_recorded_and_sweep_goes_on(jobs):
     # the failing run was the sweep's first job, and the second one still ran
     assert ok["status"] == "completed" and ok["error"] is None
     assert (by_min[0] / "metrics.parquet").is_file()
-    assert "sweep finished: 1 completed, 0 diverged, 1 failed" in proc.stdout
+    assert "sweep finished: 1 completed, 1 failed" in proc.stdout
     assert failed["error"] in proc.stderr
 
 
@@ -366,12 +388,14 @@ def test_ctrl_c_records_the_run_as_interrupted(tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
-    while not (run_dir / "metrics.parquet").exists() and time.monotonic() < deadline:
+    log = run_dir / "metrics.jsonl"
+    while not (log.exists() and log.read_text().count("\n") >= 1) and time.monotonic() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
-    assert "interrupted" in err and "Traceback" not in err
+    assert "interrupted by SIGINT" in err and "Traceback" not in err
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "failed" and "interrupted" in summary["error"]
-    assert summary["rounds_completed"] >= 1
+    assert summary["status"] == "interrupted" and summary["signal"] == "SIGINT"
+    assert summary["rounds_completed"] >= 1 and summary["checkpoint_round"] == summary["rounds_completed"]
+    assert len(pd.read_parquet(run_dir / "metrics.parquet")) == summary["rounds_completed"]

@@ -197,7 +197,8 @@ def test_a_round_whose_clients_are_all_empty_leaves_the_model_alone(alg):
         sim.step()
     before = sim.params.clone()
     row = sim.step()
-    assert sim.last_record.steps.tolist() == [0] and row["train_loss"] == 0.0
+    # nobody trained: no training loss (NaN), which is not divergence
+    assert sim.last_record.steps.tolist() == [0] and row["train_loss"] != row["train_loss"]
     if alg == "feddyn":  # Algorithm 1: theta = mean(theta_k) - h / alpha, and h still pulls the model
         assert empty_round > 1 and sim.algorithm.state["h"].abs().sum() > 0
         torch.testing.assert_close(sim.params - before, -sim.algorithm.state["h"] / sim.run.algorithm.alpha)

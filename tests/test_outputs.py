@@ -181,6 +181,7 @@ def tiny_pair(tmp_path_factory):
 def test_run_writes_all_files(tiny_pair):
     _, (a, _), _ = tiny_pair
     assert listing(a) == [
+        "checkpoint.pt",
         "client_acc.csv",
         "config.yaml",
         "curves.png",
@@ -359,7 +360,7 @@ def test_keyboard_interrupt_is_recorded_then_reraised(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_experiment(tiny(), tmp_path)
     s = read_summary(tmp_path)
-    assert s["status"] == "failed" and "interrupted" in s["error"]
+    assert s["status"] == "interrupted" and "at once" in s["error"] and s["signal"] == "SIGINT"
     assert "finished_at" in s
 
 

@@ -31,14 +31,24 @@ class LoggerConfig:
     entity: str | None = None
     mode: str | None = option(None, one_of(None, "online", "offline", "disabled"))
     tags: list[str] = option([])
+    group: str | None = None  # null: the sweep folder's name in a sweep, no group for a single run
 
 
-def make_callbacks(run: RunConfig, run_dir: Path, resolved: dict[str, Any]) -> list[Any]:
+def make_callbacks(
+    run: RunConfig,
+    run_dir: Path,
+    resolved: dict[str, Any],
+    summary: dict[str, Any] | None = None,
+    job: dict[str, Any] | None = None,
+) -> list[Any]:
+    """The progress bar and the configured logger. ``summary`` is the run's summary dict (the
+    logger records its run id there, so a resumed run continues the same logger run); ``job`` the
+    Hydra job (``sweep_dir``, ``varying``: the swept ``key=value`` of this job)."""
     callbacks: list[Any] = [ProgressBar(run.rounds, enabled=run.progress)]
     if run.logger.name == "wandb":
         from fedbench.logger.wandb_logger import WandbLogger
 
-        callbacks.append(WandbLogger(run.logger, run_dir, resolved))
+        callbacks.append(WandbLogger(run.logger, run_dir, resolved, summary, job))
     return callbacks
 
 

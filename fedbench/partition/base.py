@@ -53,6 +53,7 @@ def partition_stats(parts: list[np.ndarray], labels: np.ndarray, num_classes: in
     - ``label_hist[i][k]`` = number of samples of class ``k`` held by client ``i``.
     - ``mean_label_entropy`` = mean over non-empty clients of ``-sum_k f_ik log f_ik`` (nats), where
       ``f_ik = label_hist[i][k] / sizes[i]``; ``log(num_classes)`` means perfectly balanced clients.
+    - ``empty_clients`` = number of clients holding no sample.
     - ``mean_max_class_fraction`` = mean over non-empty clients of ``max_k f_ik``; 1 means every
       client holds a single class, ``1/num_classes`` perfectly balanced clients.
 
@@ -86,6 +87,7 @@ def partition_stats(parts: list[np.ndarray], labels: np.ndarray, num_classes: in
         "size_std": float(sizes.std()) if sizes.size else 0.0,
         "size_min": int(sizes.min()) if sizes.size else 0,
         "size_max": int(sizes.max()) if sizes.size else 0,
+        "empty_clients": int((sizes == 0).sum()),
         "mean_label_entropy": _mean(entropy),
         "mean_max_class_fraction": _mean(frac.max(axis=1)) if frac.size else 0.0,
     }
