@@ -3,15 +3,9 @@ launchers (docs/sweeps.md), run as real ``fedbench -m`` subprocesses."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pandas as pd
 import pytest
-import yaml
 
 from fedbench import threads
 from fedbench.threads import available_cpus, joblib_n_jobs, launcher_kind, launcher_parallelism, run_threads
@@ -263,68 +257,4 @@ def test_current_launcher_in_a_single_run_is_none(hydra_job):
     assert threads.current_launcher() is None
 
 
-# --- sweeps through the launchers, end to end -------------------------------------------------
-
-TINY = ["rounds=2", "num_clients=5", "clients_per_round=2", "partition=iid", "model=logreg", "progress=false"]
-SEEDS = "seed=0,1,2,3"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("HYDRA_FULL_ERROR", None)
-    env["WANDB_MODE"] = "disabled"
-    env["PYTHONWARNINGS"] = "ignore"
-    return env
-
-
-def _sweep(tmp_path: Path, launcher: list[str], timeout: float) -> tuple[subprocess.CompletedProcess, Path]:
-    sweep_dir = tmp_path / "sweep"
-    proc = subprocess.run(
-        [sys.executable, "-m", "fedbench", "-m", SEEDS, *TINY, f"hydra.sweep.dir={sweep_dir}", *launcher],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=_env(),
-        check=False,
-    )
-    return proc, sweep_dir
-
-
-def _check_runs(sweep_dir: Path, expected_threads: int) -> None:
-    runs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert len(runs) == 4, [p.name for p in runs]
-    assert sorted(yaml.safe_load((p / "config.yaml").read_text())["seed"] for p in runs) == [0, 1, 2, 3]
-    for run_dir in runs:
-        s = json.loads((run_dir / "summary.json").read_text())
-        assert s["status"] == "completed", (run_dir.name, s)
-        assert s["rounds_completed"] == 2
-        assert s["threads"] == expected_threads, s.get("threads_rule")
-        df = pd.read_parquet(run_dir / "metrics.parquet")
-        assert df["round"].tolist() == [1, 2]
-
-
-def test_joblib_sweep(tmp_path):
-    """4 runs, two at a time in loky worker processes. 13-32 s on 2 cores shared with other jobs."""
-    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    proc, sweep_dir = _sweep(tmp_path, ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], timeout=240)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    assert "Traceback" not in out, out
-    assert out.count("fedbench: completed after 2 rounds") == 4, out  # workers print to the parent's terminal
-    _check_runs(sweep_dir, expected_threads=max(1, available_cpus() // 2))
-
-
-def test_submitit_local_sweep(tmp_path):
-    """4 runs, all at once, each in its own submitit process (its output in .submitit/<id>/).
-    19-42 s on 2 cores shared with other jobs (each of the 4 processes imports torch)."""
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    launcher = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1"]
-    proc, sweep_dir = _sweep(tmp_path, launcher, timeout=400)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    assert "Traceback" not in out, out
-    _check_runs(sweep_dir, expected_threads=1)
-    logs = list((sweep_dir / ".submitit").glob("*/*_log.out"))
-    assert len(logs) == 4
-    assert sum("fedbench: completed after 2 rounds" in p.read_text() for p in logs) == 4
+# The launchers end to end (12-run sweeps, stopped and relaunched, threads per run): test_sweep_resume.py

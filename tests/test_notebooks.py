@@ -18,7 +18,11 @@ def stored_notebooks() -> list[Path]:
 
 
 def test_notebooks_are_stored_without_outputs():
-    assert [p.name for p in stored_notebooks()] == ["01_quickstart.ipynb", "02_heterogeneity.ipynb"]
+    assert [p.name for p in stored_notebooks()] == [
+        "01_quickstart.ipynb",
+        "02_heterogeneity.ipynb",
+        "03_compression.ipynb",
+    ]
     for path in stored_notebooks():
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
@@ -27,9 +31,11 @@ def test_notebooks_are_stored_without_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: outputs stored"
 
 
-# 01 runs from notebooks/, 02 from the repository root: each must find its way from either
+# 01 and 03 run from notebooks/, 02 from the repository root: each must find its way from either
 @pytest.mark.parametrize(
-    ("name", "cwd"), [("01_quickstart.ipynb", NOTEBOOKS), ("02_heterogeneity.ipynb", ROOT)], ids=["01", "02"]
+    ("name", "cwd"),
+    [("01_quickstart.ipynb", NOTEBOOKS), ("02_heterogeneity.ipynb", ROOT), ("03_compression.ipynb", NOTEBOOKS)],
+    ids=["01", "02", "03"],
 )
 def test_notebook_executes_on_tiny_config(name, cwd, tmp_path, monkeypatch):
     from nbclient import NotebookClient
@@ -46,6 +52,10 @@ def test_notebook_executes_on_tiny_config(name, cwd, tmp_path, monkeypatch):
     summaries = [json.loads(p.read_text()) for p in sorted(out.rglob("summary.json")) if ".previous" not in p.parts]
     if name.startswith("01"):
         assert len(summaries) == 2
+    elif name.startswith("03"):
+        assert len(summaries) == 4  # 2 local_epochs x 2 seeds
+        table = next(o for o in nb.cells[5].outputs if o.output_type == "execute_result")["data"]["text/plain"]
+        assert "uplink_MB_to_target_mean" in table
     else:
         assert len(summaries) == 4  # 2 alphas x 2 seeds
         report = out / "report"

@@ -19,6 +19,7 @@ from pandas.testing import assert_frame_equal
 from fedbench.config import compose
 from fedbench.outputs import WALL_CLOCK_COLUMNS, read_metrics_log
 from fedbench.runner import run_experiment
+from fedbench.threads import available_cpus
 
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
@@ -84,6 +85,11 @@ def test_sweep_stopped_with_sigterm_then_relaunched_finishes_only_what_was_missi
     assert again.returncode == 0, again.stderr
     final = _summaries(sweep)
     assert len(final) == 12 and all(s["status"] == "completed" for s in final.values())
+    # the threads rule: joblib shares the cores among n_jobs=2 runs; submitit gives cpus_per_task=1
+    threads = max(1, available_cpus() // 2) if launcher == "joblib" else 1
+    assert {s["threads"] for s in final.values()} == {threads}, {s["threads_rule"] for s in final.values()}
+    if launcher == "submitit_local":  # each run's output is in its own submitit log
+        assert any("fedbench: completed after 40 rounds" in p.read_text() for p in sweep.glob(".submitit/*/*_log.out"))
     for d, s in first.items():
         if s["status"] == "completed":  # not paid twice
             assert final[d]["started_at"] == s["started_at"] and final[d]["resumed_from"] is None
