@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -11,13 +13,19 @@ from torch.func import functional_call
 
 @torch.no_grad()
 def per_sample(
-    model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, batch_size: int
+    model: nn.Module,
+    params: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    prep: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample cross-entropy loss and correctness (bool) of the model with ``params``."""
+    """Per-sample cross-entropy loss and correctness (bool) of the model with ``params``; ``prep``
+    turns stored samples into model inputs (the dataset's batch function, without augmentation)."""
     losses, correct = [], []
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        logits = functional_call(model, params, (xb,))
+        logits = functional_call(model, params, (xb if prep is None else prep(xb),))
         losses.append(F.cross_entropy(logits, yb, reduction="none"))
         correct.append(logits.argmax(-1) == yb)
     return torch.cat(losses), torch.cat(correct)

@@ -133,6 +133,7 @@ class Simulation:
                 eng.compile,
                 eng.trace,
                 eng.trace_after,
+                self.data.prep,
             )
         except ValueError as e:
             raise ConfigError(str(e)) from None
@@ -210,7 +211,8 @@ class Simulation:
     def local_train(self, record: RoundRecord, w0: torch.Tensor) -> dict[str, float]:
         """Every selected client trains from ``w0`` with the local rule and its constant term."""
         schedules = [
-            make_schedule(self.parts[c], self.local, self.run.seed, record.round, int(c)) for c in record.clients
+            make_schedule(self.parts[c], self.local, self.run.seed, record.round, int(c), self.data.prep)
+            for c in record.clients
         ]
         record.steps = np.array([s.steps for s in schedules], dtype=np.int64)
         const = self.algorithm.local_constant(self, record, w0)
@@ -254,10 +256,11 @@ class Simulation:
     def evaluate(self) -> dict[str, float]:
         params = self.layout.unflatten(self.params)
         bs = self.run.eval_batch_size
-        loss, correct = per_sample(self.model, params, self.data.x_test, self.data.y_test, bs)
+        prep = self.data.prep
+        loss, correct = per_sample(self.model, params, self.data.x_test, self.data.y_test, bs, prep)
         out = {"test_acc": float(correct.float().mean()), "test_loss": float(loss.mean())}
         if self.run.client_metrics:
-            _, train_correct = per_sample(self.model, params, self.data.x_train, self.data.y_train, bs)
+            _, train_correct = per_sample(self.model, params, self.data.x_train, self.data.y_train, bs, prep)
             self.client_acc = client_accuracy(train_correct, self.owner, self.run.num_clients)
             out.update(fairness(self.client_acc))
         return out

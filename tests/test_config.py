@@ -88,7 +88,14 @@ def test_config_groups_match_schemas():
 
 
 @pytest.mark.parametrize(("group", "option"), _options())
-def test_every_group_option_composes_and_validates(group, option):
+def test_every_group_option_composes_and_validates(group, option, tmp_path, monkeypatch):
+    from fedbench.data.files import DATASET_NAMES
+
+    monkeypatch.setenv("FEDBENCH_DATA", str(tmp_path))
+    if group == "dataset" and option in DATASET_NAMES:  # file-backed: composes, then wants its files
+        with pytest.raises(ConfigError, match=rf"^dataset={option}: .* at {tmp_path}/.*; get them with: "):
+            validate(compose_cfg(f"{group}={option}"))
+        return
     run = validate(compose_cfg(f"{group}={option}"))
     node = getattr(run, group)
     assert isinstance(node, SCHEMAS[group][option])

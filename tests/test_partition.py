@@ -47,10 +47,15 @@ CALLS = {
 
 
 def test_registry():
+    from fedbench.partition import classes_per_client, quantity, shards
+
     assert PARTITIONERS == {
         "iid": iid,
         "dirichlet_class": dirichlet_per_class,
         "dirichlet_client": dirichlet_per_client,
+        "shards": shards,
+        "classes_per_client": classes_per_client,
+        "quantity": quantity,
     }
     assert issubclass(PartitionError, ValueError)
 

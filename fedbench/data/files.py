@@ -290,12 +290,7 @@ def load_mnist_like(
     root = Path(root).expanduser()
     label = f"emnist {split}" if name == "emnist" else name
     num_classes = EMNIST_SPLITS[split] if name == "emnist" else 10
-    found = {}
-    for what, path in _mnist_files(root, name, split).items():
-        actual = _idx_path(path)
-        if actual is None:
-            raise _missing(name, label, what, f"{path}(.gz)", root)
-        found[what] = actual
+    found = require_files(name, root, split)
     try:
         out = []
         for part in ("training", "test"):
@@ -359,12 +354,7 @@ def load_cifar(root: str | os.PathLike, which: str) -> tuple[np.ndarray, np.ndar
     root = Path(root).expanduser()
     folder = root / spec.folder
     parts = {"training": spec.train, "test": spec.test}
-    for part, files in parts.items():
-        for i, fname in enumerate(files, 1):
-            path = folder / fname
-            if not path.is_file():
-                what = f"{part} batch {i}" if len(files) > 1 else f"{part} data"
-                raise _missing(which, which, what, str(path), root)
+    require_files(which, root)
     try:
         out = []
         for files in parts.values():
@@ -418,10 +408,7 @@ def load_svhn(root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarr
     torchvision does, so label ``d`` is the digit ``d``; 10 classes. The ``extra`` set is not read.
     """
     root = Path(root).expanduser()
-    paths = {part: root / _SVHN_FOLDER / fname for part, fname in _SVHN_FILES.items()}
-    for part, path in paths.items():
-        if not path.is_file():
-            raise _missing("svhn", "svhn", f"{'training' if part == 'train' else 'test'} images", str(path), root)
+    paths = require_files("svhn", root)
     try:
         x_train, y_train = _read_svhn_mat(paths["train"])
         x_test, y_test = _read_svhn_mat(paths["test"])
@@ -461,6 +448,41 @@ def _read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 # Layout summary, download plan and download
 # --------------------------------------------------------------------------------------------
+
+
+def require_files(name: str, root: str | os.PathLike, split: str | None = None) -> dict[str, Path]:
+    """The files the reader of ``name`` (and EMNIST ``split``) will read, by role, or
+    :class:`DatasetFilesMissing` with the one-line message naming the first one absent. Reads
+    nothing: the config check calls it before any run starts."""
+    root = Path(root).expanduser()
+    if name in _MNIST_FOLDERS:
+        _check_mnist_args(name, split)
+        label = f"emnist {split}" if name == "emnist" else name
+        found = {}
+        for what, path in _mnist_files(root, name, split).items():
+            actual = _idx_path(path)
+            if actual is None:
+                raise _missing(name, label, what, f"{path}(.gz)", root)
+            found[what] = actual
+        return found
+    if name in CIFAR:
+        spec = CIFAR[name]
+        found = {}
+        for part, files in {"training": spec.train, "test": spec.test}.items():
+            for i, fname in enumerate(files, 1):
+                path = root / spec.folder / fname
+                what = f"{part} batch {i}" if len(files) > 1 else f"{part} data"
+                if not path.is_file():
+                    raise _missing(name, name, what, str(path), root)
+                found[what] = path
+        return found
+    if name == "svhn":
+        paths = {part: root / _SVHN_FOLDER / fname for part, fname in _SVHN_FILES.items()}
+        for part, path in paths.items():
+            if not path.is_file():
+                raise _missing("svhn", "svhn", f"{'training' if part == 'train' else 'test'} images", str(path), root)
+        return paths
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
 
 
 def dataset_files(name: str, root: str | os.PathLike) -> list[Path]:

@@ -1,18 +1,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
+from fedbench.data.batch import BatchPrep
+
 
 @dataclass
 class Dataset:
-    """A classification dataset held as tensors.
+    """A classification dataset held as tensors, as stored.
 
-    ``x_*`` are float32 of shape ``(n, *input_shape)``; ``y_*`` are int64 class ids in
-    ``[0, num_classes)``.
+    ``x_*`` have shape ``(n, *input_shape)``: uint8 images (``prep`` scales and normalises them
+    per batch), float32 features, or int64 token ids; ``y_*`` are int64 class ids in
+    ``[0, num_classes)``. ``prep`` (:class:`~fedbench.data.batch.BatchPrep`) turns a gathered
+    batch into model inputs, for training (with augmentation) and evaluation alike.
     """
 
     name: str
@@ -21,19 +25,19 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    prep: BatchPrep = field(default_factory=BatchPrep)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
     def to(self, device: torch.device | str) -> Dataset:
-        return Dataset(
-            self.name,
-            self.x_train.to(device),
-            self.y_train.to(device),
-            self.x_test.to(device),
-            self.y_test.to(device),
-            self.num_classes,
+        return replace(
+            self,
+            x_train=self.x_train.to(device),
+            y_train=self.y_train.to(device),
+            x_test=self.x_test.to(device),
+            y_test=self.y_test.to(device),
         )
 
 

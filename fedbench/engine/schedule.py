@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,17 +24,23 @@ class Schedule:
 
     index: np.ndarray  # (steps, batch_size) int64
     lengths: np.ndarray  # (steps,) int64
+    aug: np.ndarray | None = None  # (steps, batch_size, 3) int64 crop offsets and flip bit, when augmenting
 
     @property
     def steps(self) -> int:
         return int(self.index.shape[0])
 
 
-def make_schedule(samples: np.ndarray, local: Batching, seed: int, round_: int, client: int) -> Schedule:
+def make_schedule(
+    samples: np.ndarray, local: Batching, seed: int, round_: int, client: int, prep: Any = None
+) -> Schedule:
     """The minibatches of ``client`` in round ``round_``, drawn from the ``batches`` stream.
 
     Each pass is a fresh permutation of the client's samples cut into batches of
     ``batch_size``; the batch order depends only on (seed, round, client), never on the engine.
+    When ``prep`` (a :class:`~fedbench.data.batch.BatchPrep`) augments, each batch slot's crop
+    offsets and flip bit are drawn from the same stream after the permutations, so turning
+    augmentation on leaves the batches themselves unchanged.
     """
     n, b = len(samples), local.batch_size
     if n == 0:
@@ -52,4 +58,9 @@ def make_schedule(samples: np.ndarray, local: Batching, seed: int, round_: int, 
         index[e * per_epoch : (e + 1) * per_epoch] = block.reshape(per_epoch, b)
         lengths[e * per_epoch : (e + 1) * per_epoch] = b
         lengths[(e + 1) * per_epoch - 1] = n - (per_epoch - 1) * b
-    return Schedule(index[:steps], lengths[:steps])
+    aug = None
+    if prep is not None and prep.augments:
+        from fedbench.data.batch import draw_augmentation
+
+        aug = draw_augmentation(rng, index.shape, prep.crop_padding, prep.hflip)[:steps]
+    return Schedule(index[:steps], lengths[:steps], aug)

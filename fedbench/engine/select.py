@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fedbench.data.batch import BatchPrep
 from fedbench.engine.local import LocalRule
 from fedbench.engine.sequential import SequentialEngine
 from fedbench.engine.vmap import VmapEngine
@@ -57,6 +58,7 @@ def make_engine(
     compile: bool = False,
     trace: bool = True,
     trace_after: int = 64,
+    prep: BatchPrep | None = None,
 ) -> tuple[SequentialEngine | VmapEngine, str]:
     """Build engine ``name``; returns ``(engine, note)``, the note saying what ``auto`` chose.
 
@@ -69,7 +71,9 @@ def make_engine(
     if not ok:
         raise ValueError(f"engine.name={name}: cannot train this model: {why}")
     if name == "sequential":
-        return SequentialEngine(model, x, y, rule), ""
+        return SequentialEngine(model, x, y, rule, prep), ""
     note = "the round's clients train as one batched computation (torch.func.vmap)" if name == "auto" else ""
-    engine = VmapEngine(model, x, y, rule, batch_size, max_pad_fraction, max_group_size, compile, trace, trace_after)
+    engine = VmapEngine(
+        model, x, y, rule, batch_size, max_pad_fraction, max_group_size, compile, trace, trace_after, prep
+    )
     return engine, note

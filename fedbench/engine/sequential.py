@@ -3,6 +3,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fedbench.data.batch import BatchPrep
 from fedbench.engine.local import LocalRule, batch_loss
 from fedbench.engine.params import FlatParams
 from fedbench.engine.schedule import Schedule
@@ -18,8 +19,11 @@ class SequentialEngine:
 
     name = "sequential"
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, rule: LocalRule):
+    def __init__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, rule: LocalRule, prep: BatchPrep | None = None
+    ):
         self.model, self.x, self.y, self.rule = model, x, y, rule
+        self.prep = prep or BatchPrep()
         self.layout = FlatParams(model)
         device = next(model.parameters()).device
         self.flat = torch.zeros(self.layout.dim, device=device)
@@ -46,11 +50,13 @@ class SequentialEngine:
                 torch._foreach_zero_(self.state)
             k = None if const is None else [self.rule.prepare(const[i])]
             index = torch.as_tensor(sched.index, device=self.x.device)
+            aug = None if sched.aug is None else torch.as_tensor(sched.aug, device=self.x.device)
             total = torch.zeros((), device=global_params.device)
             for s, length in enumerate(sched.lengths.tolist()):
                 batch = index[s, :length]
                 self.grad.zero_()
-                loss = batch_loss(self.model(self.x[batch]), self.y[batch])
+                xb = self.prep(self.x[batch], None if aug is None else aug[s, :length])
+                loss = batch_loss(self.model(xb), self.y[batch])
                 loss.backward()
                 with torch.no_grad():
                     self.rule.step_([self.flat], [self.grad], self.state, k)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from fedbench.data.batch import BatchPrep
 from fedbench.engine.local import LocalRule, batch_loss
 from fedbench.engine.params import FlatParams
 from fedbench.engine.schedule import Schedule
@@ -99,8 +100,10 @@ class VmapEngine:
         compile: bool = False,
         trace: bool = True,
         trace_after: int = 64,
+        prep: BatchPrep | None = None,
     ):
         self.model, self.x, self.y, self.rule, self.batch_size = model, x, y, rule, batch_size
+        self.prep = prep or BatchPrep()
         self.layout = FlatParams(model)
         self.max_pad_fraction, self.max_group_size = (1.0 if compile else max_pad_fraction), max_group_size
         self.compiled, self.traced, self.trace_after = compile, trace and not compile, trace_after
@@ -159,18 +162,31 @@ class VmapEngine:
         max_steps = max(s.steps for s in schedules)
         index = np.zeros((max_steps, n, b), np.int64)
         mask = np.zeros((max_steps, n, b), np.float32)
+        aug = np.zeros((max_steps, n, b, 3), np.int64) if schedules[0].aug is not None else None
         for c, s in enumerate(schedules):
             valid = s.index >= 0
             index[: s.steps, c] = np.where(valid, s.index, 0)
             mask[: s.steps, c] = valid
+            if aug is not None:
+                aug[: s.steps, c] = s.aug
         index_t = torch.as_tensor(index, device=self.x.device)
         mask_t = torch.as_tensor(mask, device=device)
+        aug_t = None if aug is None else torch.as_tensor(aug, device=self.x.device)
         client_steps = torch.as_tensor([s.steps for s in schedules], device=device)
-        return index_t, mask_t, client_steps, max_steps
+        return index_t, mask_t, aug_t, client_steps, max_steps
+
+    def _inputs(self, idx: torch.Tensor, aug: torch.Tensor | None) -> torch.Tensor:
+        """The model inputs of one step for every client of the group, ``(n, b, ...)``."""
+        x = self.x[idx]
+        if self.prep.identity and x.dtype == torch.float32:
+            return x
+        n, b = idx.shape
+        flat = self.prep(x.flatten(0, 1), None if aug is None else aug.flatten(0, 1))
+        return flat.view(n, b, *flat.shape[1:])
 
     def _train_group(self, global_params: torch.Tensor, schedules: list[Schedule], const: torch.Tensor | None):
         n, device = len(schedules), global_params.device
-        index_t, mask_t, client_steps, max_steps = self._pack(schedules, device)
+        index_t, mask_t, aug_t, client_steps, max_steps = self._pack(schedules, device)
 
         params = self.layout.unflatten_stacked(global_params.expand(n, -1))
         state = self.rule.init(list(params.values()))
@@ -181,6 +197,7 @@ class VmapEngine:
             idx = index_t[s]
             active = (client_steps > s).to(global_params.dtype)
             step_size = -self.rule.lr * active if ragged or self.compiled else None
-            loss = self._train_step(params, state, self.x[idx], self.y[idx], mask_t[s], step_size, k)
+            xb = self._inputs(idx, None if aug_t is None else aug_t[s])
+            loss = self._train_step(params, state, xb, self.y[idx], mask_t[s], step_size, k)
             total += loss * active
         return self.layout.flatten_stacked(params), total / client_steps.clamp_min(1)

@@ -41,6 +41,33 @@ def check_alpha(alpha) -> float:
     return float(alpha)
 
 
+def check_real(name: str, value, minimum: float, open_min: bool, hint: str = "") -> float:
+    """A finite real ``> minimum`` (``open_min``) or ``>= minimum``, as float, or raise :class:`PartitionError`."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = value > minimum if open_min else value >= minimum
+    if not ok:
+        bound = f"{'>' if open_min else '>='} {minimum:g}"
+        raise PartitionError(f"{name} must be a finite number {bound}, got {value!r}{hint}")
+    return float(value)
+
+
+def class_pools(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Present class ids (ascending) and, for each, its sample indices (ascending)."""
+    counts = np.bincount(labels) if labels.size else np.zeros(0, dtype=np.int64)
+    order = np.argsort(labels, kind="stable")
+    pools = np.split(order, np.cumsum(counts)[:-1])
+    classes = np.flatnonzero(counts)
+    return classes, [pools[k] for k in classes]
+
+
+def cut_sizes(q: np.ndarray, total: int) -> np.ndarray:
+    """Integer sizes summing to ``total`` from proportions ``q`` (rows of a 1-D or 2-D array), NIID-Bench style:
+    cut points ``floor(cumsum(q) * total)`` without the last, clipped to ``total``; the last part takes the rest."""
+    cuts = np.minimum((np.cumsum(q, axis=-1) * total).astype(np.int64)[..., :-1], total)
+    return np.diff(cuts, axis=-1, prepend=0, append=total)
+
+
 def as_parts(owner_sorted_idx: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
     """Split a flat index array grouped by client into per-client sorted int64 arrays."""
     return [np.sort(p).astype(np.int64, copy=False) for p in np.split(owner_sorted_idx, np.cumsum(sizes)[:-1])]
@@ -57,8 +84,25 @@ def partition_stats(parts: list[np.ndarray], labels: np.ndarray, num_classes: in
     - ``mean_max_class_fraction`` = mean over non-empty clients of ``max_k f_ik``; 1 means every
       client holds a single class, ``1/num_classes`` perfectly balanced clients.
 
-    Empty clients are left out of both means (their label distribution is undefined); when every
-    client is empty, or there are none, the means are 0.0.
+    Heterogeneity statistics (top-level keys, so that ``summary.json``'s ``partition`` block and
+    ``fedbench.analysis.load_runs``' ``partition_stats.<key>`` columns carry them as plain numbers):
+
+    - ``tv_mean`` / ``tv_max`` = mean / max over non-empty clients of the total-variation distance
+      ``0.5 * sum_k |f_ik - p_k|`` between the client's label distribution and the global one,
+      ``p_k = count of class k in labels / len(labels)``: the global distribution is that of *all*
+      ``labels`` passed in (the whole training set), not only of the samples the partition assigned.
+      0 for a client with the global mix; ``1 - p_k`` for a client holding only class ``k``.
+    - ``effective_classes_mean`` = mean over non-empty clients of ``exp(entropy_i)`` (entropy in nats,
+      as above): the number of equally frequent classes with the same entropy; 1 for a single-class
+      client, ``num_classes`` for a perfectly balanced one.
+    - ``size_cv`` = ``size_std / size_mean`` over all clients (population std); 0 for equal sizes.
+    - ``size_gini`` = Gini coefficient of the client sizes, the mean absolute difference over all
+      ordered pairs divided by twice the mean: ``sum_i sum_j |s_i - s_j| / (2 N^2 mean)``; 0 for
+      equal sizes, ``(N - 1) / N`` when one client holds everything.
+
+    Empty clients are left out of the per-client means and maxima (their label distribution is
+    undefined); when every client is empty, or there are none, those are 0.0, and so are ``size_cv``
+    and ``size_gini`` when no client holds a sample.
     """
     labels = check_labels(labels)
     num_classes = check_int("num_classes", num_classes, 1)
@@ -75,6 +119,13 @@ def partition_stats(parts: list[np.ndarray], labels: np.ndarray, num_classes: in
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(frac > 0, frac * np.log(frac), 0.0)
     entropy = -plogp.sum(axis=1)
+    global_p = np.bincount(labels, minlength=num_classes) / labels.size if labels.size else np.zeros(num_classes)
+    tv = 0.5 * np.abs(frac - global_p).sum(axis=1)
+    total = int(sizes.sum())
+    n_clients = sizes.size
+    # sum_i sum_j |s_i - s_j| = 2 sum_i (2i - N - 1) s_(i), with s_(1) <= ... <= s_(N)
+    ranks = 2 * np.arange(1, n_clients + 1) - n_clients - 1
+    gini = float((ranks * np.sort(sizes)).sum() / (n_clients * total)) if total else 0.0
 
     def _mean(x: np.ndarray) -> float:
         return float(x.mean()) if x.size else 0.0
@@ -90,4 +141,9 @@ def partition_stats(parts: list[np.ndarray], labels: np.ndarray, num_classes: in
         "empty_clients": int((sizes == 0).sum()),
         "mean_label_entropy": _mean(entropy),
         "mean_max_class_fraction": _mean(frac.max(axis=1)) if frac.size else 0.0,
+        "tv_mean": _mean(tv),
+        "tv_max": float(tv.max()) if tv.size else 0.0,
+        "effective_classes_mean": _mean(np.exp(entropy)),
+        "size_cv": float(sizes.std() / sizes.mean()) if total else 0.0,
+        "size_gini": gini,
     }

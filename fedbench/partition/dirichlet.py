@@ -28,6 +28,7 @@ import numpy as np
 from fedbench.registry import integer, number, option, register
 
 from .base import PartitionError, as_parts, check_alpha, check_int, check_labels
+from .base import class_pools as _class_pools
 
 _ALPHA = number(min=0, min_open=True)
 
@@ -48,15 +49,6 @@ class DirichletClientConfig:
     name: str = "dirichlet_client"
     alpha: float = option(0.5, _ALPHA)
     client_size: int | None = option(None, integer(1, nullable=True))
-
-
-def _class_pools(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Present class ids and, for each, its sample indices (ascending)."""
-    counts = np.bincount(labels) if labels.size else np.zeros(0, dtype=np.int64)
-    order = np.argsort(labels, kind="stable")
-    pools = np.split(order, np.cumsum(counts)[:-1])
-    classes = np.flatnonzero(counts)
-    return classes, [pools[k] for k in classes]
 
 
 def _balanced(p: np.ndarray, sizes: np.ndarray, cap: float) -> np.ndarray:

@@ -1,0 +1,133 @@
+"""Quantity skew: label-IID clients of unequal sizes.
+
+Every client's data is a uniformly random sample of the training set (so its label mix is the global
+one, up to sampling noise); only the client sizes differ, drawn from one of three laws. ``law=dirichlet``
+is NIID-Bench's ``iid-diff-quantity`` (Li, Diao, Chen & He 2022, "Federated Learning on Non-IID Data
+Silos: An Experimental Study", Sec. IV-C; github.com/Xtra-Computing/NIID-Bench, ``utils.py``,
+``partition_data``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedbench.registry import integer, number, one_of, option, register
+
+from .base import PartitionError, as_parts, check_int, check_labels, check_real, cut_sizes
+
+LAWS = ("dirichlet", "lognormal", "powerlaw")
+_BATCH = 1024  # Dirichlet redraws are drawn this many at a time
+
+
+@register("partition", "quantity")
+@dataclass
+class QuantityConfig:
+    name: str = "quantity"
+    law: str = option("dirichlet", one_of(*LAWS))
+    beta: float = option(0.5, number(min=0, min_open=True))
+    sigma: float = option(1.0, number(min=0))
+    exponent: float = option(1.5, number(min=0, min_open=True))
+    min_size: int = option(10, integer(0))
+    max_attempts: int = option(100_000, integer(1))
+
+
+def _softmax(logw: np.ndarray) -> np.ndarray:
+    w = np.exp(logw - logw.max())
+    return w / w.sum()
+
+
+def _dirichlet_sizes(
+    n: int, num_clients: int, beta: float, min_size: int, max_attempts: int, rng: np.random.Generator
+) -> np.ndarray:
+    """NIID-Bench's redraw loop, in batches: the first row ``q ~ Dir(beta * 1_N)`` with ``min(q) * n >= min_size``."""
+    tried = 0
+    best = -1
+    while tried < max_attempts:
+        b = min(_BATCH, max_attempts - tried)
+        q = rng.dirichlet(np.full(num_clients, beta), size=b)
+        bad = ~(np.isfinite(q).all(axis=1) & (q.sum(axis=1) > 0))
+        if bad.any():  # underflow at tiny beta: the beta -> 0 limit, all mass on one uniformly chosen client
+            q[bad] = 0.0
+            q[np.flatnonzero(bad), rng.integers(num_clients, size=int(bad.sum()))] = 1.0
+        q /= q.sum(axis=1, keepdims=True)
+        sizes = cut_sizes(q, n)
+        # NIID-Bench accepts on min(q * n) >= min_size; that implies integer sizes >= min_size (each part is
+        # > q_j * n - 1), checked as well so that float rounding can never let a smaller client through.
+        ok = ((q * n).min(axis=1) >= min_size) & (sizes.min(axis=1) >= min_size)
+        if ok.any():
+            return sizes[int(np.argmax(ok))]
+        best = max(best, int(sizes.min()))
+        tried += b
+    raise PartitionError(
+        f"quantity with law=dirichlet found no sizes with every client >= min_size={min_size} samples in "
+        f"{max_attempts} draws (beta={beta:g}, num_clients={num_clients}, {n} samples; best draw's smallest "
+        f"client had {best}); use a larger beta, fewer clients, a smaller min_size, or law=lognormal or "
+        "law=powerlaw (which guarantee min_size without redraws)"
+    )
+
+
+def quantity(
+    labels: np.ndarray,
+    num_clients: int,
+    rng: np.random.Generator,
+    law: str = "dirichlet",
+    beta: float = 0.5,
+    sigma: float = 1.0,
+    exponent: float = 1.5,
+    min_size: int = 10,
+    max_attempts: int = 100_000,
+) -> list[np.ndarray]:
+    """Label-IID partition with client sizes drawn from ``law``; every sample is used.
+
+    Definition, with ``n = len(labels)`` and ``N = num_clients``:
+
+    1. ``pi = rng.permutation(n)``;
+    2. sizes ``s_0 .. s_{N-1}`` (summing to ``n``) by ``law``, below;
+    3. client ``j`` gets the ``j``-th consecutive slice of ``pi`` of length ``s_j`` (sorted).
+
+    Sizes from proportions ``q`` over a total ``T`` use NIID-Bench's cut: cut points
+    ``floor(cumsum(q) * T)`` without the last; the parts between them are the sizes.
+
+    - ``dirichlet`` (NIID-Bench ``iid-diff-quantity``): ``q ~ Dir(beta * 1_N)``, ``T = n``. A draw is
+      accepted when ``min_j q_j * n >= min_size`` (NIID-Bench's rule, with its fixed 10 made
+      ``min_size``), else redrawn; draws are made ``1024`` at a time and the first acceptable one in
+      draw order is used, at most ``max_attempts`` in all, then :class:`PartitionError`. Small beta:
+      very unequal sizes; large beta: near-equal.
+    - ``lognormal``: weights ``w_j = exp(sigma * z_j)``, ``z_j ~ N(0, 1)`` (``lognormal(0, sigma)``;
+      ``sigma = 0`` gives equal weights); ``powerlaw``: ``w_j = exp(E_j / exponent)``, ``E_j ~ Exp(1)``,
+      which is Pareto with scale 1 and tail index ``exponent`` (``P(w > x) = x^-exponent``, density
+      ``~ x^-(exponent+1)``; numpy's ``1 + pareto(exponent)``); smaller ``exponent``, heavier tail.
+      Both are computed in log space, so no weight overflows. Every client first gets ``min_size``
+      samples and the other ``T = n - N * min_size`` are cut by ``q = w / sum(w)``: sizes are
+      ``min_size`` plus a share proportional to the weights, with no redraw (as FedProx's synthetic
+      data adds 50 to its lognormal sizes).
+
+    Raises :class:`PartitionError` when ``N * min_size > n``.
+    """
+    labels = check_labels(labels)
+    num_clients = check_int("num_clients", num_clients, 1)
+    if law not in LAWS:
+        raise PartitionError(f"law must be one of {', '.join(LAWS)}, got {law!r}")
+    beta = check_real("beta", beta, 0.0, True, "; small beta (e.g. 0.1) gives very unequal sizes")
+    sigma = check_real("sigma", sigma, 0.0, False)
+    exponent = check_real("exponent", exponent, 0.0, True)
+    min_size = check_int("min_size", min_size, 0)
+    max_attempts = check_int("max_attempts", max_attempts, 1)
+    n = labels.size
+    if min_size * num_clients > n:
+        raise PartitionError(
+            f"cannot give each of num_clients={num_clients} clients min_size={min_size} samples from only "
+            f"{n} labels; use fewer clients or a smaller min_size"
+        )
+    perm = rng.permutation(n)
+    if law == "dirichlet":
+        sizes = _dirichlet_sizes(n, num_clients, beta, min_size, max_attempts, rng)
+    else:
+        if law == "lognormal":
+            logw = sigma * rng.standard_normal(num_clients)
+        else:
+            logw = rng.standard_exponential(num_clients) / exponent
+        sizes = min_size + cut_sizes(_softmax(logw), n - num_clients * min_size)
+    return as_parts(perm, sizes)
