@@ -16,6 +16,7 @@ noise) into ``server_postprocess``. The loop in :meth:`Simulation.step` does not
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -153,6 +154,8 @@ class Simulation:
         opts = asdict(run.partition)
         name = opts.pop("name")
         labels = self.data.y_train.cpu().numpy()
+        if self.data.groups is not None and "groups" in inspect.signature(PARTITIONERS[name]).parameters:
+            opts["groups"] = self.data.groups  # per-sample metadata: the natural clients
         try:
             self.parts = PARTITIONERS[name](labels, run.num_clients, rng=numpy_rng(run.seed, "partition"), **opts)
         except PartitionError as e:

@@ -47,7 +47,7 @@ CALLS = {
 
 
 def test_registry():
-    from fedbench.partition import classes_per_client, quantity, shards
+    from fedbench.partition import classes_per_client, natural, quantity, shards
 
     assert PARTITIONERS == {
         "iid": iid,
@@ -56,6 +56,7 @@ def test_registry():
         "shards": shards,
         "classes_per_client": classes_per_client,
         "quantity": quantity,
+        "natural": natural,
     }
     assert issubclass(PartitionError, ValueError)
 

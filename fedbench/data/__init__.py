@@ -10,6 +10,7 @@ from fedbench.data.registry import DATASETS, Dataset, load_dataset, register_dat
 # Import for registration side effects.
 from fedbench.data import digits as _digits  # noqa: E402,F401  isort: skip
 from fedbench.data import images as _images  # noqa: E402,F401  isort: skip
+from fedbench.data import natural as _natural  # noqa: E402,F401  isort: skip
 from fedbench.data import synthetic as _synthetic  # noqa: E402,F401  isort: skip
 
 __all__ = ["DATASETS", "Dataset", "load_dataset", "register_dataset"]

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from fedbench.data.batch import BatchPrep
@@ -26,6 +27,7 @@ class Dataset:
     y_test: torch.Tensor
     num_classes: int
     prep: BatchPrep = field(default_factory=BatchPrep)
+    groups: np.ndarray | None = None  # natural client (device, writer) of every training sample
 
     @property
     def input_shape(self) -> tuple[int, ...]:

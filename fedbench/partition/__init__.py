@@ -10,6 +10,7 @@ from .base import PartitionError, partition_stats
 from .classes import classes_per_client
 from .dirichlet import dirichlet_per_class, dirichlet_per_client
 from .iid import iid
+from .natural import natural
 from .quantity import quantity
 from .shards import shards
 
@@ -20,6 +21,7 @@ PARTITIONERS = {
     "shards": shards,
     "classes_per_client": classes_per_client,
     "quantity": quantity,
+    "natural": natural,
 }
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "dirichlet_per_class",
     "dirichlet_per_client",
     "iid",
+    "natural",
     "partition_stats",
     "quantity",
     "shards",
