@@ -4,6 +4,10 @@ Each PATH is a run directory or any folder above runs (a sweep): every run below
 Runs without metric rows and folders without runs are skipped and named in one line on stderr;
 the command fails (exit 2) only when nothing at all can be plotted.
 
+``fedbench-plot --partition RUN_DIR -o partition.png`` draws a run's partition from its
+``partition.json`` instead: each client's label counts as stacked bars (largest client first) and
+the histogram of client sizes (:func:`partition_figure`).
+
 Also home of the figure style shared with ``fedbench-report``: a colour-blind-safe palette
 (Okabe-Ito), constrained layout, and atomic PNG/PDF writes.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import re
 import sys
@@ -29,7 +34,7 @@ from cycler import cycler
 from matplotlib.figure import Figure
 
 from fedbench.analysis import SUMMARY_FILE, find_run_dirs
-from fedbench.outputs import METRICS_LOG, atomic_write_bytes, load_metrics
+from fedbench.outputs import METRICS_LOG, WriteError, atomic_write_bytes, load_metrics
 
 # Okabe & Ito (2008), distinguishable with every common colour-vision deficiency; yellow last,
 # since it is faint on white.
@@ -48,6 +53,18 @@ RC = {
     "ps.fonttype": 42,
 }
 RUN_MARKERS = (SUMMARY_FILE, "metrics.parquet", METRICS_LOG)
+PARTITION_FILE = "partition.json"
+# Up to this many clients the partition's bars are drawn as bars (with gaps, one tick per client
+# up to PARTITION_TICKED); beyond, as one gapless step area per class (thousands of clients times
+# dozens of classes would otherwise be hundreds of thousands of rectangles).
+PARTITION_BARS = 100
+PARTITION_TICKED = 30
+# Scalar statistics named in the partition figure's subtitle, when partition.json has them.
+PARTITION_SUBTITLE = [
+    ("tv_mean", "TV to global mean {:.3f}"),
+    ("effective_classes_mean", "effective classes mean {:.2f}"),
+    ("size_gini", "size Gini {:.3f}"),
+]
 METRIC_LABELS = {
     "test_acc": "test accuracy (fraction)",
     "test_loss": "test loss (cross-entropy)",
@@ -172,6 +189,135 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] | N
     return _draw(curves, Path(out))
 
 
+class PartitionFileError(ValueError):
+    """partition.json is absent, unreadable or not a partition (the message is one line)."""
+
+
+def load_partition(path: str | Path) -> dict:
+    """The statistics in a run's ``partition.json`` (``path`` is the run directory or the file),
+    checked: ``sizes`` a list of N non-negative numbers, ``label_hist`` N rows of equally many
+    non-negative counts."""
+    path = Path(path)
+    file = path / PARTITION_FILE if path.is_dir() else path
+    if not path.exists():
+        raise PartitionFileError(f"{path}: no such run folder")
+    if not file.is_file():
+        raise PartitionFileError(f"{path}: no {PARTITION_FILE} (the run has not built its partition yet?)")
+    try:
+        stats = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PartitionFileError(f"{file}: unreadable: {e}") from None
+    if not isinstance(stats, dict) or "sizes" not in stats or "label_hist" not in stats:
+        raise PartitionFileError(f"{file}: not a partition (needs the keys sizes and label_hist)")
+    try:
+        sizes = np.asarray(stats["sizes"], dtype=float)
+        hist = np.asarray(stats["label_hist"], dtype=float)
+    except (TypeError, ValueError):
+        raise PartitionFileError(
+            f"{file}: sizes and label_hist must be numbers, label_hist rows of one length"
+        ) from None
+    n = len(sizes) if sizes.ndim == 1 else -1
+    if n < 1 or hist.ndim != 2 or hist.shape[0] != n or hist.shape[1] < 1:
+        raise PartitionFileError(
+            f"{file}: sizes must be a list of clients and label_hist one row per client of class counts, "
+            f"got shapes {sizes.shape} and {hist.shape}"
+        )
+    if not (np.isfinite(sizes).all() and np.isfinite(hist).all() and (sizes >= 0).all() and (hist >= 0).all()):
+        raise PartitionFileError(f"{file}: sizes and label_hist must be finite non-negative counts")
+    return stats
+
+
+def _class_colours(num_classes: int) -> tuple[list, object | None]:
+    """One colour per class: Okabe-Ito while it has enough colours, else evenly spaced viridis
+    (returned with the colormap, for a colourbar instead of a legend)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    if num_classes <= len(OKABE_ITO):
+        return OKABE_ITO[:num_classes], None
+    colours = colormaps["viridis"](np.linspace(0, 1, num_classes))
+    return list(colours), ListedColormap(colours)
+
+
+def partition_figure(stats: dict, title: str | None = None) -> Figure:
+    """The partition in ``stats`` (a ``partition.json`` dict, see :func:`load_partition`): left,
+    each client's label counts stacked (bar height = the client's samples, one colour per class),
+    clients sorted by ``sizes``, largest first (ties keep client order); right, the histogram of
+    client sizes. The subtitle names the heterogeneity statistics present (``tv_mean``,
+    ``effective_classes_mean``, ``size_gini``, ``empty_clients``).
+
+    Up to ``PARTITION_BARS`` clients the left panel is one bar container per class (bars in sorted
+    order, ``bottom`` the classes below); beyond, one gapless step area per class
+    (``Axes.stairs`` with the classes below as ``baseline``)."""
+    sizes = np.asarray(stats["sizes"], dtype=float)
+    hist = np.asarray(stats["label_hist"], dtype=float)
+    n, num_classes = hist.shape
+    order = np.argsort(-sizes, kind="stable")
+    rows = hist[order]
+    tops = np.cumsum(rows, axis=1)
+    bottoms = tops - rows
+    colours, cmap = _class_colours(num_classes)
+    with style():
+        fig = Figure(figsize=(13, 4.5), layout="constrained")
+        ax, ax_sizes = fig.subplots(1, 2, width_ratios=[3, 1])
+        x = np.arange(n)
+        if n <= PARTITION_BARS:
+            for k in range(num_classes):
+                ax.bar(x, rows[:, k], bottom=bottoms[:, k], width=0.8, color=colours[k], label=str(k), linewidth=0)
+        else:
+            edges = np.arange(n + 1) - 0.5
+            for k in range(num_classes):
+                ax.stairs(tops[:, k], edges, baseline=bottoms[:, k], fill=True, color=colours[k], label=str(k))
+        ax.set_xlim(-0.5, n - 0.5)
+        ax.grid(axis="x", visible=False)
+        if n <= PARTITION_TICKED:
+            ax.set_xticks(x, [str(int(i)) for i in order], fontsize="small" if n > 12 else None)
+            ax.set_xlabel("client (largest first)")
+        else:
+            from matplotlib import ticker
+
+            ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+            ax.set_xlabel("client rank by size (0 = largest)")
+        ax.set_ylabel("samples")
+        ax.set_title(f"label counts per client ({n} clients, {num_classes} classes)")
+        ax_sizes.hist(sizes, bins=min(50, max(5, round(math.sqrt(n)))), color=OKABE_ITO[0])
+        ax_sizes.set_xlabel("samples per client")
+        ax_sizes.set_ylabel("clients")
+        ax_sizes.set_title("client sizes")
+        if cmap is None:
+            outside_legend(fig, ax, title="class")
+        else:
+            from matplotlib import ticker
+            from matplotlib.cm import ScalarMappable
+            from matplotlib.colors import BoundaryNorm
+
+            norm = BoundaryNorm(np.arange(num_classes + 1) - 0.5, num_classes)
+            bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=[ax, ax_sizes], location="right")
+            bar.set_label("class")
+            bar.locator = ticker.MaxNLocator(nbins=10, integer=True)
+            bar.update_ticks()
+        facts = [f"{int(sizes.sum())} samples"]
+        for key, fmt in PARTITION_SUBTITLE:
+            value = stats.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                facts.append(fmt.format(value))
+        empty = stats.get("empty_clients")
+        if isinstance(empty, int) and not isinstance(empty, bool) and empty > 0:
+            facts.append(f"{empty} empty clients")
+        fig.suptitle("\n".join([*([title] if title else []), " · ".join(facts)]), fontsize="medium")
+    return fig
+
+
+def plot_partition(run_dir: str | Path, out: str | Path) -> Path:
+    """Draw ``partition_figure`` of a run's ``partition.json`` to ``out`` (format from the suffix,
+    PNG without one), atomically; :class:`PartitionFileError` when the file is absent or bad."""
+    run_dir = Path(run_dir)
+    stats = load_partition(run_dir)
+    fig = partition_figure(stats, title=_label(run_dir) if run_dir.is_dir() else str(run_dir))
+    with style():
+        return save_figure(fig, out)
+
+
 def _runs_to_plot(paths: list[Path]) -> tuple[list[tuple[Path, pd.DataFrame]], list[str]]:
     """The runs under ``paths`` that have metric rows, and what was skipped (with why)."""
     found: list[tuple[Path, pd.DataFrame]] = []
@@ -198,10 +344,33 @@ def _runs_to_plot(paths: list[Path]) -> tuple[list[tuple[Path, pd.DataFrame]], l
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fedbench-plot", description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", type=Path, help="run directories, or folders above runs (sweeps)")
-    p.add_argument("-o", "--output", type=Path, default=Path("fig.png"), help="image file to write (.png, .pdf, .svg)")
+    p.add_argument("runs", nargs="*", type=Path, help="run directories, or folders above runs (sweeps)")
+    p.add_argument(
+        "--partition",
+        metavar="RUN_DIR",
+        type=Path,
+        help="instead of curves, draw the run's partition.json: label counts per client and client sizes",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="image file to write (.png, .pdf, .svg; default fig.png, or partition.png with --partition)",
+    )
     p.add_argument("--labels", nargs="+", help="one legend label per plotted run (default: the run's overrides)")
     args = p.parse_args(argv)
+    if args.partition is not None:
+        if args.runs or args.labels:
+            p.error("--partition takes one run directory and no other runs or --labels")
+        try:
+            print(plot_partition(args.partition, args.output or Path("partition.png")))
+        except (PartitionFileError, WriteError) as e:
+            print(f"fedbench-plot: {e}", file=sys.stderr)
+            return 2
+        return 0
+    if not args.runs:
+        p.error("the following arguments are required: runs (or --partition RUN_DIR)")
+    args.output = args.output or Path("fig.png")
     found, skipped = _runs_to_plot(args.runs)
     if not found:
         print(f"fedbench-plot: nothing to plot: {', '.join(skipped)}", file=sys.stderr)

@@ -10,6 +10,22 @@ from fedbench.runner import run_experiment
 wandb = pytest.importorskip("wandb")
 
 
+def tiny_wandb_config(rounds: int) -> dict:
+    return {
+        "dataset": {"name": "digits"},
+        "partition": {"name": "iid"},
+        "model": {"name": "logreg"},
+        "algorithm": {"name": "fedavg"},
+        "server_opt": {"name": "sgd"},
+        "engine": {"name": "auto"},
+        "logger": {"name": "wandb", "project": "fedbench-test"},
+        "rounds": rounds,
+        "num_clients": 5,
+        "clients_per_round": 2,
+        "progress": False,
+    }
+
+
 def test_wandb_offline_logs_config_and_every_round(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -21,19 +37,7 @@ def test_wandb_offline_logs_config_and_every_round(tmp_path, monkeypatch):
         return real_log(self, data, *args, **kwargs)
 
     monkeypatch.setattr(wandb.Run, "log", spy)
-    cfg = {
-        "dataset": {"name": "digits"},
-        "partition": {"name": "iid"},
-        "model": {"name": "logreg"},
-        "algorithm": {"name": "fedavg"},
-        "server_opt": {"name": "sgd"},
-        "engine": {"name": "auto"},
-        "logger": {"name": "wandb", "project": "fedbench-test"},
-        "rounds": 3,
-        "num_clients": 5,
-        "clients_per_round": 2,
-        "progress": False,
-    }
+    cfg = tiny_wandb_config(rounds=3)
     summary = run_experiment(cfg, tmp_path / "run")
     assert summary["status"] == "completed", summary["error"]
     df = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
@@ -75,19 +79,7 @@ def test_sweep_group_tags_and_a_resumed_run_continues_the_same_wandb_run(tmp_pat
         return row
 
     monkeypatch.setattr(Simulation, "step", step_then_sigterm_at_2)
-    cfg = {
-        "dataset": {"name": "digits"},
-        "partition": {"name": "iid"},
-        "model": {"name": "logreg"},
-        "algorithm": {"name": "fedavg"},
-        "server_opt": {"name": "sgd"},
-        "engine": {"name": "auto"},
-        "logger": {"name": "wandb", "project": "fedbench-test"},
-        "rounds": 4,
-        "num_clients": 5,
-        "clients_per_round": 2,
-        "progress": False,
-    }
+    cfg = tiny_wandb_config(rounds=4)
     job = {"sweep_dir": str(tmp_path / "alpha-sweep"), "varying": ["seed=0", "partition.alpha=0.1"]}
     run_dir = tmp_path / "alpha-sweep" / "0_seed=0"
     first = run_experiment(cfg, run_dir, job=job)

@@ -68,6 +68,15 @@ def cut_sizes(q: np.ndarray, total: int) -> np.ndarray:
     return np.diff(cuts, axis=-1, prepend=0, append=total)
 
 
+def check_min_size(min_size: int, num_clients: int, n: int) -> None:
+    """``min_size`` samples for each of ``num_clients`` clients must fit in ``n`` samples."""
+    if min_size * num_clients > n:
+        raise PartitionError(
+            f"cannot give each of num_clients={num_clients} clients min_size={min_size} samples from only "
+            f"{n} labels; use fewer clients or a smaller min_size"
+        )
+
+
 def as_parts(owner_sorted_idx: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
     """Split a flat index array grouped by client into per-client sorted int64 arrays."""
     return [np.sort(p).astype(np.int64, copy=False) for p in np.split(owner_sorted_idx, np.cumsum(sizes)[:-1])]

@@ -27,7 +27,7 @@ import numpy as np
 
 from fedbench.registry import integer, number, option, register
 
-from .base import PartitionError, as_parts, check_alpha, check_int, check_labels
+from .base import PartitionError, as_parts, check_alpha, check_int, check_labels, check_min_size
 from .base import class_pools as _class_pools
 
 _ALPHA = number(min=0, min_open=True)
@@ -93,11 +93,7 @@ def dirichlet_per_class(
     min_size = check_int("min_size", min_size, 0)
     max_attempts = check_int("max_attempts", max_attempts, 1)
     n = labels.size
-    if min_size * num_clients > n:
-        raise PartitionError(
-            f"cannot give each of num_clients={num_clients} clients min_size={min_size} samples from only "
-            f"{n} labels; use fewer clients or a smaller min_size"
-        )
+    check_min_size(min_size, num_clients, n)
     classes, pools = _class_pools(labels)
     client_ids = np.arange(num_clients)
     cap = n / num_clients

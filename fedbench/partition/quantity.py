@@ -15,7 +15,7 @@ import numpy as np
 
 from fedbench.registry import integer, number, one_of, option, register
 
-from .base import PartitionError, as_parts, check_int, check_labels, check_real, cut_sizes
+from .base import PartitionError, as_parts, check_int, check_labels, check_min_size, check_real, cut_sizes
 
 LAWS = ("dirichlet", "lognormal", "powerlaw")
 _BATCH = 1024  # Dirichlet redraws are drawn this many at a time
@@ -116,11 +116,7 @@ def quantity(
     min_size = check_int("min_size", min_size, 0)
     max_attempts = check_int("max_attempts", max_attempts, 1)
     n = labels.size
-    if min_size * num_clients > n:
-        raise PartitionError(
-            f"cannot give each of num_clients={num_clients} clients min_size={min_size} samples from only "
-            f"{n} labels; use fewer clients or a smaller min_size"
-        )
+    check_min_size(min_size, num_clients, n)
     perm = rng.permutation(n)
     if law == "dirichlet":
         sizes = _dirichlet_sizes(n, num_clients, beta, min_size, max_attempts, rng)
