@@ -58,6 +58,7 @@ PARTITION_FILE = "partition.json"
 # up to PARTITION_TICKED); beyond, as one gapless step area per class (thousands of clients times
 # dozens of classes would otherwise be hundreds of thousands of rectangles).
 PARTITION_BARS = 100
+PARTITION_RECTS = 2000  # and at most this many rectangles (clients x classes): drawing them is slow
 PARTITION_TICKED = 30
 # Scalar statistics named in the partition figure's subtitle, when partition.json has them.
 PARTITION_SUBTITLE = [
@@ -246,9 +247,9 @@ def partition_figure(stats: dict, title: str | None = None) -> Figure:
     client sizes. The subtitle names the heterogeneity statistics present (``tv_mean``,
     ``effective_classes_mean``, ``size_gini``, ``empty_clients``).
 
-    Up to ``PARTITION_BARS`` clients the left panel is one bar container per class (bars in sorted
-    order, ``bottom`` the classes below); beyond, one gapless step area per class
-    (``Axes.stairs`` with the classes below as ``baseline``)."""
+    Up to ``PARTITION_BARS`` clients (and ``PARTITION_RECTS`` bars) the left panel is one bar
+    container per class (bars in sorted order, ``bottom`` the classes below); beyond, one gapless
+    ``StepPatch`` per class (in ``ax.patches``, with the classes below as ``baseline``)."""
     sizes = np.asarray(stats["sizes"], dtype=float)
     hist = np.asarray(stats["label_hist"], dtype=float)
     n, num_classes = hist.shape
@@ -261,13 +262,19 @@ def partition_figure(stats: dict, title: str | None = None) -> Figure:
         fig = Figure(figsize=(13, 4.5), layout="constrained")
         ax, ax_sizes = fig.subplots(1, 2, width_ratios=[3, 1])
         x = np.arange(n)
-        if n <= PARTITION_BARS:
+        if n <= PARTITION_BARS and n * num_classes <= PARTITION_RECTS:
             for k in range(num_classes):
                 ax.bar(x, rows[:, k], bottom=bottoms[:, k], width=0.8, color=colours[k], label=str(k), linewidth=0)
         else:
+            from matplotlib.patches import StepPatch
+
+            # add_artist, not stairs/add_patch: updating the data limits from each step of the
+            # paths takes seconds for thousands of clients; the limits are set below instead
             edges = np.arange(n + 1) - 0.5
             for k in range(num_classes):
-                ax.stairs(tops[:, k], edges, baseline=bottoms[:, k], fill=True, color=colours[k], label=str(k))
+                step = StepPatch(tops[:, k], edges, baseline=bottoms[:, k], fill=True, color=colours[k], linewidth=0)
+                ax.add_artist(step)
+            ax.set_ylim(0, max(1.0, tops[:, -1].max()) * 1.05)
         ax.set_xlim(-0.5, n - 0.5)
         ax.grid(axis="x", visible=False)
         if n <= PARTITION_TICKED:
@@ -283,9 +290,13 @@ def partition_figure(stats: dict, title: str | None = None) -> Figure:
         ax_sizes.hist(sizes, bins=min(50, max(5, round(math.sqrt(n)))), color=OKABE_ITO[0])
         ax_sizes.set_xlabel("samples per client")
         ax_sizes.set_ylabel("clients")
+        ax_sizes.yaxis.get_major_locator().set_params(integer=True)
         ax_sizes.set_title("client sizes")
         if cmap is None:
-            outside_legend(fig, ax, title="class")
+            from matplotlib.patches import Patch
+
+            handles = [Patch(color=c, label=str(k)) for k, c in enumerate(colours)]
+            fig.legend(handles=handles, loc="outside right upper", title="class", alignment="left")
         else:
             from matplotlib import ticker
             from matplotlib.cm import ScalarMappable
@@ -296,6 +307,7 @@ def partition_figure(stats: dict, title: str | None = None) -> Figure:
             bar.set_label("class")
             bar.locator = ticker.MaxNLocator(nbins=10, integer=True)
             bar.update_ticks()
+            bar.minorticks_off()
         facts = [f"{int(sizes.sum())} samples"]
         for key, fmt in PARTITION_SUBTITLE:
             value = stats.get(key)
@@ -303,7 +315,7 @@ def partition_figure(stats: dict, title: str | None = None) -> Figure:
                 facts.append(fmt.format(value))
         empty = stats.get("empty_clients")
         if isinstance(empty, int) and not isinstance(empty, bool) and empty > 0:
-            facts.append(f"{empty} empty clients")
+            facts.append(f"empty clients {empty}")
         fig.suptitle("\n".join([*([title] if title else []), " · ".join(facts)]), fontsize="medium")
     return fig
 
