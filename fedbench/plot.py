@@ -69,7 +69,7 @@ PARTITION_SUBTITLE = [
 METRIC_LABELS = {
     "test_acc": "test accuracy (fraction)",
     "test_loss": "test loss (cross-entropy)",
-    "train_loss": "train loss (mean over the round's clients)",
+    "train_loss": "train loss (sample-weighted mean over the round's clients)",
     "client_acc_mean": "mean client accuracy (fraction)",
     "client_acc_min": "worst client accuracy (fraction)",
     "client_acc_p10": "10th-percentile client accuracy (fraction)",
@@ -168,7 +168,7 @@ def _draw(curves: list[tuple[str, pd.DataFrame]], out: Path) -> Path:
             axes[0].plot(rounds[ev], df["test_acc"].to_numpy(dtype="float64")[ev], **kw)
             axes[1].plot(rounds[ev], df["test_loss"].to_numpy(dtype="float64")[ev], **kw)
             axes[2].plot(rounds, df["train_loss"].to_numpy(dtype="float64"), **kw)
-        titles = ["test accuracy", "test loss", "client train loss (round mean)"]
+        titles = ["test accuracy", "test loss", "client train loss"]
         ylabels = [metric_label("test_acc"), metric_label("test_loss"), metric_label("train_loss")]
         for ax, title, ylabel in zip(axes, titles, ylabels):
             ax.set_title(title)

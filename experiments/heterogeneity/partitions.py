@@ -302,7 +302,7 @@ def write_md(summary: list[dict], failed: dict[tuple[str, float], int], wall: fl
     text = f"""# Partition families compared: label skew and size skew on MNIST-shaped labels
 
 ```bash
-python experiments/heterogeneity/partitions.py   # {wall:.1f} s wall (2 shared cores); writes the files below
+python experiments/heterogeneity/partitions.py   # {wall:.0f} s wall on 2 shared cores, plus ~3 s of imports
 ```
 
 Setup: {NUM_CLASSES * PER_CLASS} labels in {NUM_CLASSES} balanced classes (`np.repeat(np.arange(10), 6000)`
@@ -316,14 +316,15 @@ fedbench {git_rev()}, numpy {np.__version__}, Python {platform.python_version()}
 Keys that differ from the defaults, and why:
 
 - `dirichlet_class`: **`min_size=0`** (default 10). With the defaults `min_size=10, max_attempts=100` it raises
-  `PartitionError` here at {failures("dirichlet_class", "alpha")}, so the smallest alphas could not be
-  measured; with `min_size=0` every draw is kept and some clients are empty (last column; the per-client means
-  `tv_mean` and effective classes leave empty clients out). `balance=true` (the default, NIID-Bench's cap of
-  `n / N` samples per client) is kept; it is what keeps `size_gini` moderate at alpha >= 0.1.
+  `PartitionError` here at {failures("dirichlet_class", "alpha")},
+  so the smallest alphas could not be measured; with `min_size=0` every draw is kept and some clients are
+  empty (last column; the per-client means `tv_mean` and effective classes leave empty clients out).
+  `balance=true` (the default, NIID-Bench's cap of `n / N` samples per client) is kept; it is what keeps
+  `size_gini` moderate at alpha >= 0.1.
 - `quantity`: `law=dirichlet`, **`min_size=0`** (default 10). NIID-Bench's redraw until every client has 10
   samples (defaults `min_size=10, max_attempts=100000`) raises `PartitionError` here at
-  {failures("quantity", "beta")}; `min_size=0` is the unconditioned `Dir(beta 1_N)` size law, used at every
-  beta so that the sweep is one law.
+  {failures("quantity", "beta")};
+  `min_size=0` is the unconditioned `Dir(beta 1_N)` size law, used at every beta so that the sweep is one law.
   `quantity` is **label-IID**: every client is a uniform random sample, only the sizes differ.
 - `dirichlet_client`: `client_size` default (`60000 // 100 = 600`), so every sample is used and the last
   clients, filled from what is left, are less skewed than their prior (docs/partitions.md).
