@@ -1,0 +1,20 @@
+"""Update codecs with exact wire formats (groundwork of the compression axis, issue 8).
+
+Every codec has two paths that must agree:
+
+- the **fast path** ``roundtrip(x) -> (x_hat, nbytes)`` over a stacked batch ``x`` ``(n, d)``:
+  what the server would decode from each row, and the exact length in bytes of each row's
+  message (``(n,)`` int64), computed without building the bytes;
+- the **wire path** ``encode(row) -> bytes`` and ``decode(data, d) -> row``, byte for byte the
+  message of the docstring's format.
+
+``tests/test_compress.py`` checks, for every codec, that ``decode(encode(row))`` equals the fast
+path's row and that ``len(encode(row))`` equals its byte count. The simulation will use the fast
+path and count its bytes; the wire path is the specification it is held to. Not yet a config
+group: the ``uplink`` / ``downlink`` groups, error feedback and the stochastic codecs come next.
+"""
+
+from fedbench.compress.cast import BF16, FP16
+from fedbench.compress.topk import TopK
+
+__all__ = ["BF16", "FP16", "TopK"]

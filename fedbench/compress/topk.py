@@ -1,0 +1,134 @@
+"""Top-k sparsification (Aji & Heafield 2017; Stich et al. 2018 "Sparsified SGD with memory").
+
+``C(x)`` keeps the ``k`` entries of largest magnitude and zeroes the rest. Ties in magnitude go
+to the lower index (a stable descending sort of ``|x|``), so the choice is deterministic.
+``k = max(1, round(fraction * d))`` when given as a fraction, at most ``d``.
+
+Wire format (little-endian), for one row of length ``d`` (known to the receiver):
+
+1. ``k`` as uint32 (4 bytes);
+2. the kept indices, ascending, either
+   - ``varint`` (default): the first index, then each gap ``i_j - i_{j-1} - 1``, each as an
+     unsigned LEB128 varint (7 bits per byte, high bit = more bytes follow): 1 byte for a gap
+     below 128, 2 below 16,384, ...; or
+   - ``bitmask``: ``ceil(d / 8)`` bytes, bit ``i % 8`` (least significant first) of byte
+     ``i // 8`` set iff index ``i`` is kept;
+3. the ``k`` kept values in the same order, fp32 (4 bytes each).
+
+Bytes per row: ``4 + index_bytes + 4 k``.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+import torch
+
+INDEX_CODINGS = ("varint", "bitmask")
+
+
+def varint_lengths(values: torch.Tensor) -> torch.Tensor:
+    """Bytes of the unsigned LEB128 encoding of each non-negative int64 value."""
+    length = torch.ones_like(values)
+    for shift in range(7, 63, 7):
+        length += (values >= (1 << shift)).to(values.dtype)
+    return length
+
+
+def encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def decode_varints(data: bytes, count: int, pos: int) -> tuple[list[int], int]:
+    values = []
+    for _ in range(count):
+        value, shift = 0, 0
+        while True:
+            if pos >= len(data):
+                raise ValueError("topk: message ends inside a varint")
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        values.append(value)
+    return values, pos
+
+
+class TopK:
+    name = "topk"
+
+    def __init__(self, fraction: float | None = None, k: int | None = None, index_coding: str = "varint"):
+        if (fraction is None) == (k is None):
+            raise ValueError("topk: give exactly one of fraction and k")
+        if index_coding not in INDEX_CODINGS:
+            raise ValueError(f"topk: index_coding={index_coding!r}; allowed: {', '.join(INDEX_CODINGS)}")
+        self.fraction, self.k, self.index_coding = fraction, k, index_coding
+
+    def k_for(self, d: int) -> int:
+        k = self.k if self.k is not None else round(self.fraction * d)
+        return int(min(d, max(1, k)))
+
+    def select(self, x: torch.Tensor) -> torch.Tensor:
+        """Ascending indices ``(n, k)`` of each row's ``k`` largest magnitudes (ties: lower index)."""
+        k = self.k_for(x.shape[1])
+        order = torch.sort(x.abs(), dim=1, descending=True, stable=True).indices[:, :k]
+        return torch.sort(order, dim=1).values
+
+    def index_bytes(self, idx: torch.Tensor, d: int) -> torch.Tensor:
+        if self.index_coding == "bitmask":
+            return torch.full((idx.shape[0],), math.ceil(d / 8), dtype=torch.int64)
+        gaps = torch.diff(idx, dim=1, prepend=torch.full_like(idx[:, :1], -1)) - 1
+        return varint_lengths(gaps).sum(1)
+
+    def roundtrip(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, d = x.shape
+        idx = self.select(x)
+        out = torch.zeros_like(x).scatter_(1, idx, x.gather(1, idx))
+        k = idx.shape[1]
+        return out, 4 + self.index_bytes(idx.cpu(), d) + 4 * k
+
+    def encode(self, row: torch.Tensor) -> bytes:
+        row = row.detach().cpu().float()
+        d = row.numel()
+        idx = self.select(row.view(1, d))[0]
+        head = struct.pack("<I", idx.numel())
+        if self.index_coding == "bitmask":
+            mask = np.zeros(math.ceil(d / 8) * 8, dtype=np.uint8)
+            mask[idx.numpy()] = 1
+            index = np.packbits(mask, bitorder="little").tobytes()
+        else:
+            gaps = torch.diff(idx, prepend=torch.tensor([-1])) - 1
+            index = b"".join(encode_varint(int(g)) for g in gaps)
+        return head + index + row[idx].numpy().astype("<f4").tobytes()
+
+    def decode(self, data: bytes, d: int) -> torch.Tensor:
+        if len(data) < 4:
+            raise ValueError("topk: message shorter than its header")
+        (k,) = struct.unpack_from("<I", data, 0)
+        pos = 4
+        if self.index_coding == "bitmask":
+            nbytes = math.ceil(d / 8)
+            bits = np.unpackbits(np.frombuffer(data, np.uint8, nbytes, pos), bitorder="little")[:d]
+            idx = np.flatnonzero(bits)
+            pos += nbytes
+        else:
+            gaps, pos = decode_varints(data, k, pos)
+            idx = np.cumsum(np.asarray(gaps, dtype=np.int64) + 1) - 1
+        if len(idx) != k or len(data) != pos + 4 * k:
+            raise ValueError(f"topk: message of {len(data)} bytes does not hold k={k} entries for d={d}")
+        values = np.frombuffer(data, "<f4", k, pos)
+        out = torch.zeros(d)
+        out[torch.from_numpy(idx.astype(np.int64))] = torch.from_numpy(values.copy())
+        return out

@@ -1,0 +1,96 @@
+"""Codecs: the fast path equals encode-then-decode, its byte count equals the encoded length, and
+each scheme's values are checked against hand-computed cases."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedbench.compress import BF16, FP16, TopK
+from fedbench.compress.topk import decode_varints, encode_varint, varint_lengths
+
+CODECS = [FP16(), BF16(), TopK(fraction=0.1), TopK(k=3, index_coding="bitmask"), TopK(k=1), TopK(fraction=1.0)]
+IDS = ["fp16", "bf16", "topk-0.1-varint", "topk-3-bitmask", "topk-1", "topk-all"]
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=IDS)
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 300, 2000])
+def test_fast_path_equals_wire_path_and_bytes_are_exact(codec, d):
+    g = torch.Generator().manual_seed(d)
+    x = torch.randn(4, d, generator=g) * torch.logspace(-3, 3, 4).view(4, 1)
+    x[1, : d // 2] = 0.0  # ties at zero: the lower index wins
+    fast, nbytes = codec.roundtrip(x)
+    assert fast.shape == x.shape and nbytes.shape == (4,) and nbytes.dtype == torch.int64
+    for i in range(4):
+        msg = codec.encode(x[i])
+        assert len(msg) == int(nbytes[i])
+        assert torch.equal(codec.decode(msg, d), fast[i])
+
+
+def test_fp16_and_bf16_known_values():
+    x = torch.tensor([[1 / 3, 65504.0, 70000.0, -2.0]])
+    assert FP16().roundtrip(x)[0].tolist() == [[0.333251953125, 65504.0, float("inf"), -2.0]]
+    assert BF16().roundtrip(x)[0].tolist() == [[0.333984375, 65536.0, 70144.0, -2.0]]
+    # little-endian halves: 1.0 is 0x3C00 in fp16 and 0x3F80 in bf16
+    assert FP16().encode(torch.tensor([1.0])) == b"\x00\x3c" and BF16().encode(torch.tensor([1.0])) == b"\x80\x3f"
+
+
+def test_topk_keeps_exactly_the_k_largest_magnitudes_ties_to_the_lower_index():
+    x = torch.tensor([[0.5, -3.0, 2.0, -2.0, 0.1, 2.0]])
+    out, nbytes = TopK(k=3).roundtrip(x)
+    assert out.tolist() == [[0.0, -3.0, 2.0, -2.0, 0.0, 0.0]]  # |2.0| three times: indices 2 and 3 win
+    # 4 (k) + varints of index 1, gap 0, gap 0 (3 bytes) + 3 fp32 values
+    assert int(nbytes[0]) == 4 + 3 + 12
+    msg = TopK(k=3).encode(x[0])
+    assert msg == struct.pack("<I", 3) + bytes([1, 0, 0]) + struct.pack("<3f", -3.0, 2.0, -2.0)
+    bitmask = TopK(k=3, index_coding="bitmask").encode(x[0])
+    assert bitmask == struct.pack("<I", 3) + bytes([0b00001110]) + struct.pack("<3f", -3.0, 2.0, -2.0)
+
+
+def test_topk_k_from_fraction():
+    assert [TopK(fraction=f).k_for(d) for f, d in [(0.01, 1000), (0.01, 10), (0.5, 3), (1.0, 7)]] == [10, 1, 2, 7]
+    with pytest.raises(ValueError, match="exactly one of fraction and k"):
+        TopK()
+    with pytest.raises(ValueError, match="index_coding='delta'"):
+        TopK(k=1, index_coding="delta")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**62))
+def test_varints_round_trip_and_lengths(value):
+    data = encode_varint(value)
+    assert decode_varints(data, 1, 0) == ([value], len(data))
+    assert int(varint_lengths(torch.tensor([value]))[0]) == len(data)
+    assert len(data) == max(1, -(-value.bit_length() // 7))  # ceil(bits / 7), at least one byte
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=200), st.integers(1, 50))
+def test_topk_property_fast_equals_wire(values, k):
+    row = torch.tensor(values, dtype=torch.float32)
+    codec = TopK(k=k)
+    fast, nbytes = codec.roundtrip(row.view(1, -1))
+    msg = codec.encode(row)
+    assert len(msg) == int(nbytes[0]) and torch.equal(codec.decode(msg, row.numel()), fast[0])
+    kept = int((fast[0] != 0).sum())
+    assert kept <= min(k, row.numel())
+    # every dropped magnitude is <= every kept one
+    mask = np.zeros(row.numel(), bool)
+    mask[codec.select(row.view(1, -1))[0].numpy()] = True
+    if (~mask).any():
+        assert row.abs()[torch.from_numpy(~mask)].max() <= row.abs()[torch.from_numpy(mask)].min()
+
+
+def test_corrupt_messages_are_refused():
+    with pytest.raises(ValueError, match="shorter than its header"):
+        TopK(k=1).decode(b"\x01", 4)
+    msg = TopK(k=2).encode(torch.tensor([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="does not hold k=2"):
+        TopK(k=2).decode(msg[:-1], 3)
+    with pytest.raises(ValueError, match="expected 6"):
+        FP16().decode(b"\x00" * 5, 3)
