@@ -30,6 +30,8 @@ GROUPS: dict[str, str] = {
     "server_opt": "fedbench.server_opt",
     "engine": "fedbench.engine",
     "logger": "fedbench.logger",
+    "uplink": "fedbench.compress",
+    "downlink": "fedbench.compress",
 }
 
 

@@ -142,6 +142,9 @@ class Simulation:
         self.algorithm.init(self)
         self.server = entry("server_opt", run.server_opt.name).impl(run.server_opt)
         self.server_state = self.server.init(self.params)
+        # codecs of the messages (fedbench/compress): None sends fp32
+        self.uplink_codec = entry("uplink", run.uplink.name).impl(run.uplink)
+        self.downlink_codec = entry("downlink", run.downlink.name).impl(run.downlink)
         self.transforms = list(transforms)
         self.transform_states = [t.init(self.layout.dim) for t in self.transforms]
         self.server_transforms = list(server_transforms)
@@ -205,11 +208,19 @@ class Simulation:
         return record, {"num_selected": len(chosen)}
 
     def broadcast(self, record: RoundRecord) -> tuple[torch.Tensor, dict[str, float]]:
-        """The global model, and the algorithm's payloads, to every selected client."""
-        record.add_bytes("downlink", "model", record.n * fp32_bytes(self.params))
+        """The global model, and the algorithm's payloads, to every selected client. With a
+        downlink codec the clients train from the decoded model (their updates are taken
+        against it, and the server applies the aggregate to its own fp32 model)."""
+        if self.downlink_codec is None:
+            record.add_bytes("downlink", "model", record.n * fp32_bytes(self.params))
+            w0 = self.params
+        else:
+            decoded, nbytes = self.downlink_codec.roundtrip(self.params.view(1, -1))
+            record.add_bytes("downlink", "model", record.n * int(nbytes[0]))
+            w0 = decoded[0]
         for name, t in self.algorithm.broadcast_payloads(self).items():
             record.add_bytes("downlink", name, record.n * fp32_bytes(t))
-        return self.params, {}
+        return w0, {}
 
     def local_train(self, record: RoundRecord, w0: torch.Tensor) -> dict[str, float]:
         """Every selected client trains from ``w0`` with the local rule and its constant term."""
@@ -232,10 +243,27 @@ class Simulation:
         for i, t in enumerate(self.transforms):
             self.transform_states[i], m = t.update(record, self.transform_states[i])
             metrics.update(m)
+        if self.uplink_codec is not None:  # last: what goes on the wire is a message of the codec
+            metrics.update(self._encode_uplink(record))
         for name, t in {"update": record.updates, **record.payloads}.items():
             if f"uplink/{name}" not in record.bytes:
                 record.add_bytes("uplink", name, fp32_bytes(t))
         return metrics
+
+    def _encode_uplink(self, record: RoundRecord) -> dict[str, float]:
+        """Every update through the uplink codec's fast path; its bytes are the update's bytes.
+        Metrics: ``uplink_compression`` (fp32 bytes / sent bytes of the updates) and
+        ``uplink_rel_error``, the mean over clients with a non-zero update of
+        ``||C(x) - x|| / ||x||``."""
+        x = record.updates
+        decoded, nbytes = self.uplink_codec.roundtrip(x)
+        sent = int(nbytes.sum())
+        record.add_bytes("uplink", "update", sent)
+        norms = x.norm(dim=1)
+        moved = norms > 0
+        err = ((decoded - x).norm(dim=1)[moved] / norms[moved]).mean() if bool(moved.any()) else x.new_tensor(0.0)
+        record.updates = decoded
+        return {"uplink_compression": fp32_bytes(x) / sent, "uplink_rel_error": float(err)}
 
     def aggregate(self, record: RoundRecord) -> tuple[torch.Tensor, dict[str, float]]:
         """The aggregator over the updates and weights, then the algorithm's server step."""

@@ -94,3 +94,78 @@ def test_corrupt_messages_are_refused():
         TopK(k=2).decode(msg[:-1], 3)
     with pytest.raises(ValueError, match="expected 6"):
         FP16().decode(b"\x00" * 5, 3)
+
+
+# ---- the codecs in the round pipeline (config groups uplink / downlink) ----------------------------
+PIPE = ["num_clients=5", "clients_per_round=3", "partition=iid", "model=logreg", "progress=false", "rounds=2"]
+D = 8 * 8 * 10 + 10  # logreg on 8x8 digits
+
+
+def sim_after_one_round(*overrides):
+    from fedbench.config import compose, validate
+    from fedbench.simulation import Simulation
+
+    sim = Simulation(validate(compose(*PIPE, *overrides)))
+    w0 = sim.params.clone()
+    row = sim.step()
+    return sim, w0, row
+
+
+def test_uplink_and_downlink_bytes_come_from_the_codecs():
+    _, _, plain = sim_after_one_round()
+    assert plain["uplink_bytes"] == 3 * 4 * D and plain["downlink_bytes"] == 3 * 4 * D
+    _, _, half = sim_after_one_round("uplink=fp16", "downlink=bf16")
+    assert half["uplink_bytes"] == 3 * 2 * D and half["downlink_bytes"] == 3 * 2 * D
+    assert half["uplink_compression"] == 2.0
+    _, _, sparse = sim_after_one_round("uplink=topk", "uplink.k=13", "uplink.index_coding=bitmask")
+    assert sparse["uplink_bytes"] == 3 * (4 + -(-D // 8) + 4 * 13)
+
+
+def test_topk_keeping_everything_changes_nothing_but_the_bytes():
+    plain, _, a = sim_after_one_round()
+    full, _, b = sim_after_one_round("uplink=topk", f"uplink.k={D}")
+    assert torch.equal(plain.params, full.params) and a["test_acc"] == b["test_acc"]
+    assert b["uplink_bytes"] == 3 * (4 + D + 4 * D)  # first index 0 and every gap 0: one byte each
+    assert b["uplink_rel_error"] == 0.0
+
+
+def test_the_server_averages_the_decoded_updates():
+    """Round 1's local training does not depend on the codec: the server's step must equal the
+    weighted mean of the top-k of the plain run's updates, top-k done here with numpy."""
+    plain, w0, _ = sim_after_one_round()
+    sparse, _, row = sim_after_one_round("uplink=topk", "uplink.k=50")
+    u = plain.last_record.updates.numpy()
+    hand = np.zeros_like(u)
+    for i, r in enumerate(u):
+        keep = np.argsort(-np.abs(r), kind="stable")[:50]
+        hand[i, keep] = r[keep]
+    n = plain.last_record.num_samples.astype(np.float64)
+    expected = w0.numpy() + (hand * n[:, None]).sum(0) / n.sum()
+    np.testing.assert_allclose(sparse.params.numpy(), expected, rtol=1e-5, atol=1e-7)
+    rel = np.linalg.norm(hand - u, axis=1) / np.linalg.norm(u, axis=1)
+    assert row["uplink_rel_error"] == pytest.approx(rel.mean(), rel=1e-5)
+
+
+def test_clients_train_from_the_decoded_model(monkeypatch):
+    from fedbench.engine.vmap import VmapEngine
+
+    seen = []
+    real = VmapEngine.train
+
+    def spy(self, w0, *args, **kwargs):
+        seen.append(w0.clone())
+        return real(self, w0, *args, **kwargs)
+
+    monkeypatch.setattr(VmapEngine, "train", spy)
+    _, w0, _ = sim_after_one_round("downlink=fp16")
+    assert torch.equal(seen[0], w0.half().float()) and not torch.equal(seen[0], w0)
+
+
+def test_optional_stages_default_to_none_in_a_dict_config():
+    from fedbench.config import ConfigError, compose, validate
+
+    cfg = {k: v for k, v in dict(compose()).items() if k not in ("uplink", "downlink")}
+    run = validate(cfg)
+    assert run.uplink.name == "none" and run.downlink.name == "none"
+    with pytest.raises(ConfigError, match="^model: missing config group; allowed: "):
+        validate({k: v for k, v in cfg.items() if k != "model"})

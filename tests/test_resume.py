@@ -62,6 +62,7 @@ class SignalAt:
     [
         ("algorithm=scaffold", "server_opt=adam"),  # per-client state, server state, optimizer state
         ("algorithm=feddyn", "server_opt=sgd", "server_opt.momentum=0.9"),
+        ("uplink=topk", "uplink.fraction=0.1", "downlink=bf16"),  # codecs are stateless: nothing to save
     ],
 )
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, extra):

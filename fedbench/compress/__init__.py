@@ -9,9 +9,9 @@ Every codec has two paths that must agree:
   message of the docstring's format.
 
 ``tests/test_compress.py`` checks, for every codec, that ``decode(encode(row))`` equals the fast
-path's row and that ``len(encode(row))`` equals its byte count. The simulation will use the fast
-path and count its bytes; the wire path is the specification it is held to. Not yet a config
-group: the ``uplink`` / ``downlink`` groups, error feedback and the stochastic codecs come next.
+path's row and that ``len(encode(row))`` equals its byte count. The simulation uses the fast
+path and counts its bytes (config groups ``uplink`` and ``downlink``, :mod:`fedbench.compress.options`);
+the wire path is the specification it is held to. Error feedback and the stochastic codecs come next.
 """
 
 from fedbench.compress.cast import BF16, FP16
