@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from fedbench.outputs import METRIC_COLUMNS, WALL_CLOCK_COLUMNS, load_metrics, run_status
+from fedbench.outputs import METRIC_COLUMNS, UNHASHED_KEYS, WALL_CLOCK_COLUMNS, load_metrics, run_status
 
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
@@ -37,10 +37,11 @@ CONFIG_FILE = "config.yaml"
 STATUSES = ("completed", "diverged", "failed", "interrupted", "stale", "running")
 RUN_COLUMNS = ["run_dir", "status", "error", "config_hash", "resumed_from", "rounds_completed"]
 PARTITION_STATS_PREFIX = "partition_stats."
-# Config keys that never change results (fedbench.outputs.config_hash leaves progress and logger
-# out for the same reason), so two runs differing only there are the same configuration.
-NEUTRAL_KEYS = frozenset({"progress", "device", "threads", "rerun", "checkpoint_every"})
-NEUTRAL_PREFIXES = ("logger.",)
+# Config keys that never change results, so two runs differing only there are the same
+# configuration: those the config hash leaves out (the whole logger group among them), and where
+# and with how many threads the run computed.
+NEUTRAL_KEYS = frozenset(UNHASHED_KEYS) | {"device", "threads"}
+NEUTRAL_PREFIXES = tuple(f"{k}." for k in UNHASHED_KEYS)
 
 # PyYAML follows YAML 1.1, where "1e-3" (no dot) is a string; YAML 1.2 (and OmegaConf, which
 # wrote these files) reads it as a float. Same resolver as OmegaConf's loader.

@@ -23,6 +23,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from socket import gethostname
 from typing import Any
 
 from fedbench.checkpoint import CHECKPOINT
@@ -92,14 +93,12 @@ def claim(run_dir: Path, config_hash: str, rerun: bool = False) -> Claim:
     if previous is None:
         return Claim("start", moved_to=move_aside(run_dir))
     status = run_status(previous)
-    if status == "running" and previous.get("host") is not None and previous.get("pid") != os.getpid():
-        from socket import gethostname
-
-        if previous["host"] == gethostname():
-            raise RunDirError(
-                f"{run_dir} is in use by a running fedbench (pid {previous['pid']}); wait for it to end, "
-                "or choose another hydra.run.dir"
-            )
+    # run_status says "running" on this host only for a live process; on another host it cannot tell
+    if status == "running" and previous.get("host") == gethostname() and previous.get("pid") != os.getpid():
+        raise RunDirError(
+            f"{run_dir} is in use by a running fedbench (pid {previous['pid']}); wait for it to end, "
+            "or choose another hydra.run.dir"
+        )
     if rerun or previous.get("config_hash") != config_hash:
         return Claim("start", moved_to=move_aside(run_dir))
     if status in DONE:

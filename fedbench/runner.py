@@ -51,6 +51,7 @@ from fedbench.outputs import (
     versions,
 )
 from fedbench.rundir import STOP_FILE, RunDirError, claim
+from fedbench.threads import run_threads
 
 
 def _now() -> str:
@@ -146,12 +147,6 @@ class StopSignals:
         return None if self.signum is None else signal.Signals(self.signum).name
 
 
-def _threads(run: Any, job: dict[str, Any] | None) -> tuple[int, str]:
-    from fedbench.threads import run_threads
-
-    return run_threads(run.threads, (job or {}).get("launcher"))
-
-
 def run_experiment(
     cfg: DictConfig | dict,
     run_dir: str | Path,
@@ -162,7 +157,8 @@ def run_experiment(
 
     ``callbacks=None`` uses the config's (progress bar, logger); a list replaces them. ``job``
     describes the Hydra job when there is one: ``launcher`` (the ``hydra.launcher`` node, for the
-    threads rule), ``sweep_dir`` and ``overrides`` (for the logger's group and tags).
+    threads rule), ``sweep_dir`` (the stop file, the logger's group) and ``varying`` (this run's
+    swept ``key=value`` pairs, the logger's tags).
     A finished run of the same config already in ``run_dir`` is not run again: its summary
     comes back with ``skipped: True``. ``config_hash`` covers everything that can change results.
     """
@@ -199,9 +195,8 @@ def run_experiment(
     }
     if decision.moved_to is not None:
         summary["moved_aside"] = str(decision.moved_to)
-    for key in ("wandb_id",):
-        if decision.action == "resume" and key in previous:
-            summary[key] = previous[key]
+    if decision.action == "resume" and "wandb_id" in previous:  # the resumed run continues its wandb run
+        summary["wandb_id"] = previous["wandb_id"]
     rows: list[dict[str, Any]] = []
     sim = None
     log = None
@@ -214,7 +209,7 @@ def run_experiment(
             atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
             atomic_write_json(run_dir / "summary.json", summary)
             run = validate(cfg)
-            threads, summary["threads_rule"] = _threads(run, job)
+            threads, summary["threads_rule"] = run_threads(run.threads, (job or {}).get("launcher"))
             torch.set_num_threads(threads)
             summary["threads"] = threads
             sim = Simulation(run)
@@ -301,13 +296,12 @@ def run_experiment(
                 "error": f"interrupted at once by a second {name} during round {len(rows) + 1}; "
                 f"resume continues from the last checkpoint (round {summary.get('checkpoint_round', 0)})",
             }
-            _finish(run_dir, summary, rows, sim, log, callbacks, t0)
-            torch.set_num_threads(threads_before)
             raise
         except Exception as e:  # noqa: BLE001  a failed run is recorded, the sweep goes on
             summary |= {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-        _finish(run_dir, summary, rows, sim, log, callbacks, t0)
-    torch.set_num_threads(threads_before)
+        finally:
+            _finish(run_dir, summary, rows, sim, log, callbacks, t0)
+            torch.set_num_threads(threads_before)
     return summary
 
 
@@ -315,23 +309,20 @@ def _finish(run_dir: Path, summary: dict[str, Any], rows: list, sim: Any, log: A
     """The final writes. Each is attempted on its own: a write that fails (disk full) turns the
     run ``failed`` with that error, and what was written before stays readable."""
 
-    def attempt(write) -> None:
+    def attempt(write) -> bool:
         try:
             write()
         except OSError as e:
             if summary["status"] != "failed":
                 summary.update(status="failed", error=str(e))
+            return False
+        return True
 
     if log is not None:
         log.close()
-    if rows:
-        try:
-            atomic_write_parquet(run_dir / "metrics.parquet", metrics_frame(rows))
-        except OSError as e:
-            if summary["status"] != "failed":
-                summary |= {"status": "failed", "error": str(e)}
-        else:  # the parquet now holds every row: the log has done its job
-            attempt(lambda: (run_dir / METRICS_LOG).unlink(missing_ok=True))
+    # once the parquet holds every row, the log has done its job
+    if rows and attempt(lambda: atomic_write_parquet(run_dir / "metrics.parquet", metrics_frame(rows))):
+        attempt(lambda: (run_dir / METRICS_LOG).unlink(missing_ok=True))
     if sim is not None and getattr(sim, "client_acc", None) is not None:
         attempt(lambda: atomic_write_text(run_dir / "client_acc.csv", client_acc_csv(sim.sizes, sim.client_acc)))
     summary |= {

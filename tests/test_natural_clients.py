@@ -46,7 +46,10 @@ def test_fedprox_synthetic_devices_are_the_clients(tmp_path):
 def test_natural_needs_a_dataset_with_natural_clients():
     with pytest.raises(ConfigError, match=r"^partition=natural: dataset=digits has no natural clients; allowed with"):
         validate(compose("partition=natural"))
-    with pytest.raises(ConfigError, match=r"^num_clients=31: fedprox_synthetic has 30 devices"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^num_clients=31: fedprox_synthetic has 30 natural clients; allowed: 1 <= num_clients <= 30$",
+    ):
         validate(compose("partition=natural", "dataset=fedprox_synthetic", "num_clients=31"))
 
 

@@ -18,6 +18,7 @@ sees the same augmented batches and a run is deterministic.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -51,12 +52,16 @@ class BatchPrep:
             x = x * self.scale
         if self.mean is not None:
             shape = (1, -1) + (1,) * (x.dim() - 2)
-            mean = torch.tensor(self.mean, device=x.device).view(shape)
-            std = torch.tensor(self.std, device=x.device).view(shape)
-            x = (x - mean) / std
+            x = (x - _on_device(self.mean, x.device).view(shape)) / _on_device(self.std, x.device).view(shape)
         if aug is not None and self.augments:
             x = augment(x, aug, self.crop_padding, self.hflip)
         return x
+
+
+@functools.lru_cache(maxsize=32)
+def _on_device(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """Per-channel constants as a tensor on ``device``, made once, not at every batch."""
+    return torch.tensor(values, device=device)
 
 
 def augment(x: torch.Tensor, aug: torch.Tensor, padding: int, hflip: bool) -> torch.Tensor:

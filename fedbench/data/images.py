@@ -106,32 +106,23 @@ def _dataset(name: str, arrays: tuple, opts: dict) -> Dataset:
     )
 
 
-@register_dataset("mnist")
-def load_mnist(opts: dict, seed: int) -> Dataset:
-    return _dataset("mnist", load_mnist_like(data_root(opts.get("root")), "mnist"), opts)
+# dataset name -> reader of (x_train, y_train, x_test, y_test, num_classes) from the root and options
+_READERS = {
+    "mnist": lambda root, opts: load_mnist_like(root, "mnist"),
+    "fashion_mnist": lambda root, opts: load_mnist_like(root, "fashion_mnist"),
+    "emnist": lambda root, opts: load_mnist_like(root, "emnist", opts.get("split", "balanced")),
+    "cifar10": lambda root, opts: load_cifar(root, "cifar10"),
+    "cifar100": lambda root, opts: load_cifar(root, "cifar100"),
+    "svhn": lambda root, opts: load_svhn(root),
+}
 
 
-@register_dataset("fashion_mnist")
-def load_fashion_mnist(opts: dict, seed: int) -> Dataset:
-    return _dataset("fashion_mnist", load_mnist_like(data_root(opts.get("root")), "fashion_mnist"), opts)
+def _loader(name: str):
+    def load(opts: dict, seed: int) -> Dataset:
+        return _dataset(name, _READERS[name](data_root(opts.get("root")), opts), opts)
+
+    return load
 
 
-@register_dataset("emnist")
-def load_emnist(opts: dict, seed: int) -> Dataset:
-    arrays = load_mnist_like(data_root(opts.get("root")), "emnist", opts.get("split", "balanced"))
-    return _dataset("emnist", arrays, opts)
-
-
-@register_dataset("cifar10")
-def load_cifar10(opts: dict, seed: int) -> Dataset:
-    return _dataset("cifar10", load_cifar(data_root(opts.get("root")), "cifar10"), opts)
-
-
-@register_dataset("cifar100")
-def load_cifar100(opts: dict, seed: int) -> Dataset:
-    return _dataset("cifar100", load_cifar(data_root(opts.get("root")), "cifar100"), opts)
-
-
-@register_dataset("svhn")
-def load_svhn_dataset(opts: dict, seed: int) -> Dataset:
-    return _dataset("svhn", load_svhn(data_root(opts.get("root"))), opts)
+for _name in _READERS:
+    register_dataset(_name)(_loader(_name))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from fedbench.rng import numpy_rng
 @register("dataset", "fedprox_synthetic")
 @dataclass
 class FedProxSyntheticConfig:
+    natural_clients: ClassVar[int | None] = 30  # devices (partition=natural)
     name: str = "fedprox_synthetic"
     alpha: float = option(0.0, number(min=0))
     beta: float = option(0.0, number(min=0))
@@ -67,15 +68,18 @@ def load_fedprox_synthetic(opts: dict, seed: int) -> Dataset:
     )
 
 
+def leaf_folder(name: str, root: str | None) -> Path:
+    """The folder holding LEAF's ``train/`` and ``test/``: ``root``, else ``<data root>/leaf/<name>/data``."""
+    return Path(root).expanduser() if root else data_root(None) / "leaf" / name / "data"
+
+
 @dataclass
 class _LeafConfig:
+    natural_clients: ClassVar[int | None] = None  # users, counted from the files (partition=natural)
     root: str | None = None  # null: <data root>/leaf/<name>/data (the folder holding train/ and test/)
 
-    def folder(self) -> Path:
-        return Path(self.root).expanduser() if self.root else data_root(None) / "leaf" / self.name / "data"
-
     def check(self, run: Any) -> str | None:
-        folder = self.folder()
+        folder = leaf_folder(self.name, self.root)
         for split in ("train", "test"):
             if not (folder / split).is_dir():
                 return (
@@ -100,8 +104,7 @@ class ShakespeareConfig(_LeafConfig):
 def _load_leaf(name: str, opts: dict) -> Dataset:
     from fedbench.data.leaf import read_leaf
 
-    cfg = {"femnist": FEMNISTConfig, "shakespeare": ShakespeareConfig}[name](root=opts.get("root"))
-    data = read_leaf(cfg.folder(), name)
+    data = read_leaf(leaf_folder(name, opts.get("root")), name)
     x_train, y_train, parts = data.union("train")
     x_test, y_test, _ = data.union("test")
     groups = np.empty(len(y_train), np.int64)

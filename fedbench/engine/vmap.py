@@ -177,11 +177,8 @@ class VmapEngine:
 
     def _inputs(self, idx: torch.Tensor, aug: torch.Tensor | None) -> torch.Tensor:
         """The model inputs of one step for every client of the group, ``(n, b, ...)``."""
-        x = self.x[idx]
-        if self.prep.identity and x.dtype == torch.float32:
-            return x
         n, b = idx.shape
-        flat = self.prep(x.flatten(0, 1), None if aug is None else aug.flatten(0, 1))
+        flat = self.prep(self.x[idx].flatten(0, 1), None if aug is None else aug.flatten(0, 1))
         return flat.view(n, b, *flat.shape[1:])
 
     def _train_group(self, global_params: torch.Tensor, schedules: list[Schedule], const: torch.Tensor | None):

@@ -7,11 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from fedbench.registry import one_of, option, register
+from fedbench.registry import one_of, option, options, register
 
 from .base import PartitionError, check_int, check_labels
-
-NATURAL_DATASETS = ("fedprox_synthetic", "femnist", "shakespeare")
 
 
 @register("partition", "natural")
@@ -21,13 +19,20 @@ class NaturalConfig:
     select: str = option("first", one_of("first", "random"))
 
     def check(self, run: Any) -> str | None:
-        if run.dataset.name not in NATURAL_DATASETS:
+        """A dataset with natural clients declares ``natural_clients`` on its config class: their
+        number, or None when only its files know it (then :func:`natural` checks it)."""
+        if not hasattr(run.dataset, "natural_clients"):
+            allowed = [n for n, e in options("dataset").items() if hasattr(e.schema, "natural_clients")]
             return (
                 f"partition=natural: dataset={run.dataset.name} has no natural clients; "
-                f"allowed with: {', '.join(NATURAL_DATASETS)}"
+                f"allowed with: {', '.join(allowed)}"
             )
-        if run.dataset.name == "fedprox_synthetic" and run.num_clients > 30:
-            return f"num_clients={run.num_clients}: fedprox_synthetic has 30 devices; allowed: 1 <= num_clients <= 30"
+        count = run.dataset.natural_clients
+        if count is not None and run.num_clients > count:
+            return (
+                f"num_clients={run.num_clients}: {run.dataset.name} has {count} natural clients; "
+                f"allowed: 1 <= num_clients <= {count}"
+            )
         return None
 
 
