@@ -25,6 +25,10 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 _DEVICE = (lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None, "auto, cpu, cuda or cuda:N")
 
 
+# groups without a ``none`` option that a dict config may leave out: their default option
+OPTIONAL_GROUPS = {"aggregator": "mean"}
+
+
 class ConfigError(ValueError):
     """A user mistake in the configuration, reported before any training."""
 
@@ -67,6 +71,8 @@ class RunConfig:
     logger: Any
     uplink: Any
     downlink: Any
+    attack: Any
+    aggregator: Any
     seed: int = option(0, integer(0))
     rounds: int = option(100, integer(1))
     num_clients: int = option(20, integer(1))
@@ -127,8 +133,9 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
             raise ConfigError(f"{key}={_fmt(cfg[key])}: unknown key; allowed: {', '.join(sorted(TOP_LEVEL))}")
     for g in GROUPS:
         if g not in cfg:
-            if "none" in options(g):  # an optional stage left out (a dict config written before it existed)
-                cfg[g] = {"name": "none"}
+            default = "none" if "none" in options(g) else OPTIONAL_GROUPS.get(g)
+            if default is not None:  # an optional stage left out (a dict config written before it existed)
+                cfg[g] = {"name": default}
                 continue
             raise ConfigError(f"{g}: missing config group; allowed: {', '.join(options(g))}")
     groups = {g: _typed_group(g, cfg[g]) for g in GROUPS}

@@ -50,7 +50,7 @@ METRIC_COLUMNS = [
     "wall_time_s",
 ]
 METRICS_LOG = "metrics.jsonl"
-WALL_CLOCK_COLUMNS = ["train_time_s", "eval_time_s", "wall_time_s"]
+WALL_CLOCK_COLUMNS = ["train_time_s", "eval_time_s", "wall_time_s", "aggregate_time_s"]
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -32,6 +32,8 @@ GROUPS: dict[str, str] = {
     "logger": "fedbench.logger",
     "uplink": "fedbench.compress",
     "downlink": "fedbench.compress",
+    "attack": "fedbench.attack",
+    "aggregator": "fedbench.aggregator",
 }
 
 

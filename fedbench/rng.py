@@ -13,6 +13,11 @@ Streams:
 - ``batches``: the minibatch order of client ``c`` in round ``r`` (keyed by round and client id),
   so every engine sees identical batches whatever order they visit clients in.
 - ``data``: synthetic dataset generation.
+- ``byzantine``: which clients are Byzantine (fixed for the run) and which of their samples a
+  data-poisoning attack alters (``fedbench.attack``).
+- ``attack``: an attack's own randomness in round ``r`` (keyed by round), e.g. Gaussian noise.
+- ``aggregator``: the server's randomness in round ``r`` (keyed by round): bucketing's
+  permutation, DnC's coordinate subsets, FLTrust's root-dataset draw (keyed by nothing).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import zlib
 import numpy as np
 import torch
 
-STREAMS = ("partition", "init", "sampling", "batches", "data")
+STREAMS = ("partition", "init", "sampling", "batches", "data", "byzantine", "attack", "aggregator")
 
 
 def _key(seed: int, stream: str, *keys: int) -> list[int]:

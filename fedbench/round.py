@@ -37,6 +37,7 @@ class RoundRecord:
     byzantine: np.ndarray | None = None  # (n,) bool
     bytes: dict[str, int] = field(default_factory=dict)  # "uplink/update", "downlink/model", ...
     client_rows: dict[str, torch.Tensor] = field(default_factory=dict)  # per-client state, read once
+    root_update: torch.Tensor | None = None  # (d,) the server's own update on its root data (FLTrust)
 
     @property
     def n(self) -> int:

@@ -39,6 +39,7 @@ from fedbench.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, sa
 from fedbench.config import ConfigError, validate
 from fedbench.outputs import (
     METRICS_LOG,
+    WALL_CLOCK_COLUMNS,
     MetricsLog,
     WriteError,
     atomic_write_json,
@@ -75,7 +76,7 @@ def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def _final(rows: list[dict[str, Any]]) -> dict[str, Any]:
     evals = [r for r in rows if not math.isnan(r.get("test_acc", math.nan))]
     last = dict(evals[-1]) if evals else {}
-    for k in ("train_time_s", "eval_time_s", "wall_time_s"):
+    for k in WALL_CLOCK_COLUMNS:
         last.pop(k, None)
     return last
 
@@ -241,6 +242,8 @@ def run_experiment(
                 "device": str(sim.device),
                 "num_params": sim.layout.dim,
                 "partition": {k: v for k, v in sim.partition_stats.items() if k not in ("sizes", "label_hist")},
+                "byzantine_clients": [int(c) for c in sim.attack.byzantine],
+                "aggregator_f": sim.aggregator.f,
             }
             atomic_write_json(run_dir / "partition.json", sim.partition_stats)
             atomic_write_json(run_dir / "summary.json", summary)

@@ -3,15 +3,17 @@
 One round is a fixed sequence of named stages; each returns its metrics, which are merged into
 the round's row::
 
-    select -> broadcast -> local_train -> uplink -> aggregate -> server_postprocess
+    select -> broadcast -> local_train -> attack -> uplink -> aggregate -> server_postprocess
            -> server_update -> evaluate
 
 A :class:`~fedbench.round.RoundRecord` travels through the stages: the round's clients, their
 stacked updates ``(n, d)`` of ``w_local - w_global``, their extra uploads, sample and step counts,
 aggregation weights and the bytes each stage sent. The algorithm (:mod:`fedbench.algorithm`)
-plugs into ``broadcast``, ``local_train`` and ``aggregate`` through its hooks; client transforms
-(clipping, noise, compression, attacks) plug into ``uplink``, server transforms (server-side DP
-noise) into ``server_postprocess``. The loop in :meth:`Simulation.step` does not change.
+plugs into ``broadcast``, ``local_train`` and ``aggregate`` through its hooks; Byzantine clients
+(:mod:`fedbench.attack`) act in ``attack``; client transforms (clipping, noise) and the uplink
+codec plug into ``uplink``; the aggregation rule (:mod:`fedbench.aggregator`) runs in
+``aggregate``; server transforms (server-side DP noise) plug into ``server_postprocess``. The
+loop in :meth:`Simulation.step` does not change.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import torch
 
-from fedbench.aggregator import weighted_mean
+from fedbench.aggregator.stage import AggregatorStage, detection
+from fedbench.attack.poison import add_trigger, trigger_value
+from fedbench.attack.stage import AttackStage
 from fedbench.config import ConfigError, RunConfig
 from fedbench.data import load_dataset
 from fedbench.engine import FlatParams, LocalRule, make_engine, make_schedule
@@ -104,6 +108,8 @@ class Simulation:
         self.device = resolve_device(run.device)
         self.data = load_dataset(asdict(run.dataset), run.seed, self.device)
         self._partition()
+        self.attack = AttackStage(run.attack, run.num_clients, run.seed)
+        self._poison()
         try:
             model = build_model(asdict(run.model), self.data.input_shape, self.data.num_classes, seed=run.seed)
         except (TypeError, ValueError) as e:
@@ -125,8 +131,8 @@ class Simulation:
             self.engine, self.engine_note = make_engine(
                 eng.name,
                 self.model,
-                self.data.x_train,
-                self.data.y_train,
+                self.train_view.x,
+                self.train_view.y,
                 self.rule,
                 alg.batch_size,
                 eng.max_pad_fraction,
@@ -145,6 +151,10 @@ class Simulation:
         # codecs of the messages (fedbench/compress): None sends fp32
         self.uplink_codec = entry("uplink", run.uplink.name).impl(run.uplink)
         self.downlink_codec = entry("downlink", run.downlink.name).impl(run.downlink)
+        self.aggregator = AggregatorStage(
+            run.aggregator, run.aggregator.assumed_f(run), run.seed, self.layout.dim, self.device
+        )
+        self.root = self._root_samples() if self.aggregator.needs_root else None
         self.transforms = list(transforms)
         self.transform_states = [t.init(self.layout.dim) for t in self.transforms]
         self.server_transforms = list(server_transforms)
@@ -170,6 +180,39 @@ class Simulation:
             owner[idx] = c
         self.owner = torch.as_tensor(owner, device=self.device)
 
+    def _poison(self) -> None:
+        """The samples the engines train on (:attr:`train_view`): the clean training set, or the
+        Byzantine clients' poisoned copy under a data-poisoning attack; and, for a backdoor, the
+        triggered test inputs whose label is not the target (the attack success rate's inputs)."""
+        data, cfg = self.data, self.run.attack
+        if self.attack.kind == "backdoor":
+            shape = data.input_shape
+            if data.x_train.dtype in (torch.int64, torch.int32) or len(shape) not in (1, 3):
+                raise ConfigError(
+                    f"attack=backdoor: needs images or feature vectors; dataset={data.name} holds inputs of shape "
+                    f"{shape} ({data.x_train.dtype})"
+                )
+            if cfg.trigger_size > min(shape[-2:] if len(shape) == 3 else shape):
+                raise ConfigError(f"attack.trigger_size={cfg.trigger_size}: larger than the inputs {shape}")
+        if getattr(cfg, "target", None) is not None and cfg.target >= data.num_classes:
+            raise ConfigError(f"attack.target={cfg.target}: no such class; allowed: 0 <= target < {data.num_classes}")
+        self.train_view = self.attack.training_view(data.x_train, data.y_train, self.parts, data.num_classes)
+        self.backdoor_test = None
+        if self.attack.kind == "backdoor":
+            keep = data.y_test != cfg.target
+            x = data.x_test[keep]
+            self.backdoor_test = add_trigger(x, cfg.trigger_size, trigger_value(data.x_train)).to(x.dtype)
+
+    def _root_samples(self) -> np.ndarray:
+        """FLTrust's root dataset: ``root_size`` training samples the server holds, drawn from the
+        ``aggregator`` stream among the samples of honest clients (the server's data is clean)."""
+        size = self.run.aggregator.root_size
+        owner = self.owner.cpu().numpy()
+        clean = np.flatnonzero(~np.isin(owner, self.attack.byzantine))
+        if size > len(clean):
+            raise ConfigError(f"aggregator.root_size={size}: only {len(clean)} clean training samples")
+        return np.sort(numpy_rng(self.run.seed, "aggregator").choice(clean, size, replace=False))
+
     # ---- checkpoint -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything that carries over from one round to the next, as tensors, numbers and strings
@@ -183,6 +226,7 @@ class Simulation:
             "client_state": self.client_state.state_dict(),
             "engine": self.engine.state_dict(),
             "totals": dict(self.totals),
+            "aggregator": self.aggregator.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -198,13 +242,15 @@ class Simulation:
         self.client_state.load_state_dict(state["client_state"])
         self.engine.load_state_dict(state["engine"])
         self.totals = {k: int(v) for k, v in state["totals"].items()}
+        self.aggregator.load_state_dict(state.get("aggregator", {}))
 
     # ---- stages ----------------------------------------------------------------------------------
     def select(self, r: int) -> tuple[RoundRecord, dict[str, float]]:
         """Uniform sampling without replacement from the ``sampling`` stream keyed by round."""
         rng = numpy_rng(self.run.seed, "sampling", r)
         chosen = np.sort(rng.choice(self.run.num_clients, self.run.clients_per_round, replace=False))
-        record = RoundRecord(round=r, clients=chosen, num_samples=self.sizes[chosen])
+        byzantine = self.attack.mask(chosen)
+        record = RoundRecord(round=r, clients=chosen, num_samples=self.sizes[chosen], byzantine=byzantine)
         return record, {"num_selected": len(chosen)}
 
     def broadcast(self, record: RoundRecord) -> tuple[torch.Tensor, dict[str, float]]:
@@ -223,11 +269,16 @@ class Simulation:
         return w0, {}
 
     def local_train(self, record: RoundRecord, w0: torch.Tensor) -> dict[str, float]:
-        """Every selected client trains from ``w0`` with the local rule and its constant term."""
+        """Every selected client trains from ``w0`` with the local rule and its constant term
+        (Byzantine clients on their poisoned data under a data-poisoning attack); with FLTrust the
+        server trains on its root dataset too."""
+        parts = self.train_view.parts
         schedules = [
-            make_schedule(self.parts[c], self.local, self.run.seed, record.round, int(c), self.data.prep)
+            make_schedule(parts[c], self.local, self.run.seed, record.round, int(c), self.data.prep)
             for c in record.clients
         ]
+        if self.root is not None:
+            record.root_update = self._root_update(record.round, w0)
         record.steps = np.array([s.steps for s in schedules], dtype=np.int64)
         const = self.algorithm.local_constant(self, record, w0)
         local, record.losses = self.engine.train(w0, schedules, const)
@@ -235,6 +286,23 @@ class Simulation:
         record.weights = torch.as_tensor(record.num_samples, dtype=w0.dtype, device=w0.device)
         metrics = self.algorithm.after_local(self, record, w0)
         return {"train_loss": train_loss(record.losses, record.num_samples), **metrics}
+
+    def _root_update(self, r: int, w0: torch.Tensor) -> torch.Tensor:
+        """The server's own update on its root dataset, trained like a client's (a virtual client
+        with id ``num_clients``, so its batches have their own stream key)."""
+        virtual = self.run.num_clients
+        schedule = make_schedule(self.root, self.local, self.run.seed, r, virtual, self.data.prep)
+        rec = RoundRecord(round=r, clients=np.array([virtual]), num_samples=np.array([len(self.root)]))
+        const = self.algorithm.local_constant(self, rec, w0)
+        local, _ = self.engine.train(w0, [schedule], const)
+        return local[0] - w0
+
+    def attack_stage(self, record: RoundRecord) -> dict[str, float]:
+        """The selected Byzantine clients replace their updates (model poisoning) or scale them
+        (backdoor boosting); see :class:`fedbench.attack.stage.AttackStage`."""
+        if not self.attack.active:
+            return {}
+        return self.attack(record, self.aggregator.rule(record.round, record.root_update))
 
     def uplink(self, record: RoundRecord) -> dict[str, float]:
         """Client transforms in order, then every upload counted as it is sent: a transform that
@@ -266,12 +334,24 @@ class Simulation:
         return {"uplink_compression": fp32_bytes(x) / sent, "uplink_rel_error": float(err)}
 
     def aggregate(self, record: RoundRecord) -> tuple[torch.Tensor, dict[str, float]]:
-        """The aggregator over the updates and weights, then the algorithm's server step."""
+        """The aggregation rule over the updates and weights, then the algorithm's server step.
+        Metrics: ``aggregate_time_s``; with an attack, and a rule that rejects or down-weights
+        clients, the detection precision and recall against the true Byzantine clients."""
+        metrics: dict[str, float] = {"aggregate_time_s": math.nan}
         if record.weights.sum() == 0:  # every selected client is empty: nothing to learn from
             aggregate = torch.zeros_like(record.updates[0])
         else:
-            aggregate = weighted_mean(record.updates, record.weights)
-        return self.algorithm.server_step(self, record, aggregate)
+            _sync(self.device)
+            t0 = time.perf_counter()
+            out = self.aggregator(record.updates, record.weights, record.round, record.root_update)
+            _sync(self.device)
+            metrics["aggregate_time_s"] = time.perf_counter() - t0
+            aggregate = out.value
+            if self.attack.active and out.flagged is not None:
+                byz = torch.as_tensor(record.byzantine, device=out.flagged.device)
+                metrics |= detection(out.flagged, byz)
+        aggregate, m = self.algorithm.server_step(self, record, aggregate)
+        return aggregate, metrics | m
 
     def server_postprocess(self, aggregate: torch.Tensor, record: RoundRecord) -> tuple[torch.Tensor, dict[str, float]]:
         metrics: dict[str, float] = {}
@@ -294,6 +374,10 @@ class Simulation:
             _, train_correct = per_sample(self.model, params, self.data.x_train, self.data.y_train, bs, prep)
             self.client_acc = client_accuracy(train_correct, self.owner, self.run.num_clients)
             out.update(fairness(self.client_acc))
+        if self.backdoor_test is not None:
+            target = torch.full((len(self.backdoor_test),), self.run.attack.target, device=self.device)
+            _, hit = per_sample(self.model, params, self.backdoor_test, target, bs, prep)
+            out["backdoor_asr"] = float(hit.float().mean()) if len(hit) else math.nan
         return out
 
     # ---- loop ------------------------------------------------------------------------------------
@@ -307,6 +391,7 @@ class Simulation:
         w0, m = self.broadcast(record)
         metrics |= m
         metrics |= self.local_train(record, w0)
+        metrics |= self.attack_stage(record)
         metrics |= self.uplink(record)
         aggregate, m = self.aggregate(record)
         metrics |= m
@@ -330,3 +415,9 @@ class Simulation:
             metrics |= self.evaluate()
             metrics["eval_time_s"] = time.perf_counter() - t1
         return metrics
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so a stage's wall time is its own."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -22,6 +22,7 @@ def test_notebooks_are_stored_without_outputs():
         "01_quickstart.ipynb",
         "02_heterogeneity.ipynb",
         "03_compression.ipynb",
+        "04_robustness.ipynb",
     ]
     for path in stored_notebooks():
         nb = nbformat.read(path, as_version=4)
@@ -31,11 +32,16 @@ def test_notebooks_are_stored_without_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: outputs stored"
 
 
-# 01 and 03 run from notebooks/, 02 from the repository root: each must find its way from either
+# 01, 03 and 04 run from notebooks/, 02 from the repository root: each must find its way from either
 @pytest.mark.parametrize(
     ("name", "cwd"),
-    [("01_quickstart.ipynb", NOTEBOOKS), ("02_heterogeneity.ipynb", ROOT), ("03_compression.ipynb", NOTEBOOKS)],
-    ids=["01", "02", "03"],
+    [
+        ("01_quickstart.ipynb", NOTEBOOKS),
+        ("02_heterogeneity.ipynb", ROOT),
+        ("03_compression.ipynb", NOTEBOOKS),
+        ("04_robustness.ipynb", NOTEBOOKS),
+    ],
+    ids=["01", "02", "03", "04"],
 )
 def test_notebook_executes_on_tiny_config(name, cwd, tmp_path, monkeypatch):
     from nbclient import NotebookClient
@@ -56,6 +62,13 @@ def test_notebook_executes_on_tiny_config(name, cwd, tmp_path, monkeypatch):
         assert len(summaries) == 4  # 2 local_epochs x 2 seeds
         table = next(o for o in nb.cells[5].outputs if o.output_type == "execute_result")["data"]["text/plain"]
         assert "uplink_MB_to_target_mean" in table
+    elif name.startswith("04"):
+        assert len(summaries) == 4  # 2 attacks x 2 aggregators
+        assert all(s["byzantine_clients"] and s["aggregator_f"] == 1 for s in summaries)
+        table = next(o for o in nb.cells[8].outputs if o.output_type == "execute_result")["data"]["text/plain"]
+        assert "alie" in table and "krum" in table
+        detect = next(o for o in nb.cells[-1].outputs if o.output_type == "execute_result")["data"]["text/plain"]
+        assert "detect_recall" in detect
     else:
         assert len(summaries) == 4  # 2 alphas x 2 seeds
         report = out / "report"
