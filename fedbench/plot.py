@@ -1,4 +1,4 @@
-"""Accuracy and loss curves of runs: ``fedbench-plot PATH... -o fig.png``.
+"""Accuracy and loss curves of runs: ``fedbench-plot PATH... -o fig.png [--x uplink_bytes_cum]``.
 
 Each PATH is a run directory or any folder above runs (a sweep): every run below it is plotted.
 Runs without metric rows and folders without runs are skipped and named in one line on stderr;
@@ -155,15 +155,24 @@ def _label(run_dir: Path) -> str:
     return run_dir.name
 
 
-def _draw(curves: list[tuple[str, pd.DataFrame]], out: Path) -> Path:
-    """Test accuracy, test loss and train loss against rounds, one line per (label, metrics)."""
+X_AXES = {
+    "round": "round",
+    "uplink_bytes_cum": "cumulative uplink bytes",
+    "downlink_bytes_cum": "cumulative downlink bytes",
+    "wall_time_s": "wall time (s)",
+}
+
+
+def _draw(curves: list[tuple[str, pd.DataFrame]], out: Path, x: str = "round") -> Path:
+    """Test accuracy, test loss and train loss against ``x`` (a key of :data:`X_AXES`: rounds,
+    cumulative uplink or downlink bytes, wall time), one line per (label, metrics)."""
     with style():
         fig = Figure(figsize=(15, 4.2), layout="constrained")
         axes = fig.subplots(1, 3)
         for i, (label, df) in enumerate(curves):
             # markers while the points are few: a run with one evaluation is a dot, not nothing
             kw = {"label": label, "marker": "." if len(df) <= 50 else None, **line_style(i)}
-            rounds = df["round"].to_numpy(dtype="float64", na_value=math.nan)
+            rounds = df[x].to_numpy(dtype="float64", na_value=math.nan)
             ev = df["test_acc"].notna().to_numpy()
             axes[0].plot(rounds[ev], df["test_acc"].to_numpy(dtype="float64")[ev], **kw)
             axes[1].plot(rounds[ev], df["test_loss"].to_numpy(dtype="float64")[ev], **kw)
@@ -172,9 +181,12 @@ def _draw(curves: list[tuple[str, pd.DataFrame]], out: Path) -> Path:
         ylabels = [metric_label("test_acc"), metric_label("test_loss"), metric_label("train_loss")]
         for ax, title, ylabel in zip(axes, titles, ylabels):
             ax.set_title(title)
-            ax.set_xlabel("round")
+            ax.set_xlabel(X_AXES[x])
             ax.set_ylabel(ylabel)
-            rounds_axis(ax)
+            if x == "round":
+                rounds_axis(ax)
+            elif x.endswith("bytes_cum"):
+                bytes_axis(ax, np.concatenate([df[x].to_numpy(dtype="float64") for _, df in curves]))
         if len(curves) == 1:
             fig.suptitle(curves[0][0], fontsize="medium")
         else:
@@ -182,12 +194,13 @@ def _draw(curves: list[tuple[str, pd.DataFrame]], out: Path) -> Path:
         return save_figure(fig, out)
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] | None = None) -> Path:
-    """Plot test accuracy, test loss and mean client train loss against rounds (metrics read with
-    :func:`fedbench.outputs.load_metrics`, so a live or killed run shows its rounds so far)."""
+def plot_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] | None = None, x: str = "round") -> Path:
+    """Plot test accuracy, test loss and mean client train loss against ``x`` (rounds by default;
+    see :data:`X_AXES`; metrics read with :func:`fedbench.outputs.load_metrics`, so a live or
+    killed run shows its rounds so far)."""
     dirs = [Path(d) for d in run_dirs]
     curves = [(labels[i] if labels else _label(d), load_metrics(d)) for i, d in enumerate(dirs)]
-    return _draw(curves, Path(out))
+    return _draw(curves, Path(out), x)
 
 
 class PartitionFileError(ValueError):
@@ -370,6 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         help="image file to write (.png, .pdf, .svg; default fig.png, or partition.png with --partition)",
     )
     p.add_argument("--labels", nargs="+", help="one legend label per plotted run (default: the run's overrides)")
+    p.add_argument(
+        "--x",
+        choices=list(X_AXES),
+        default="round",
+        help="x axis: round (default), uplink_bytes_cum or downlink_bytes_cum (log scale), wall_time_s",
+    )
     args = p.parse_args(argv)
     if args.partition is not None:
         if args.runs or args.labels:
@@ -393,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     if skipped:
         print(f"fedbench-plot: skipped {len(skipped)}: {', '.join(skipped)}", file=sys.stderr)
     labels = args.labels or [_label(d) for d, _ in found]
-    print(_draw([(label, df) for label, (_, df) in zip(labels, found)], args.output))
+    print(_draw([(label, df) for label, (_, df) in zip(labels, found)], args.output, args.x))
     return 0
 
 

@@ -31,6 +31,7 @@ import torch
 from fedbench.aggregator.stage import AggregatorStage, detection
 from fedbench.attack.poison import add_trigger, trigger_value
 from fedbench.attack.stage import AttackStage
+from fedbench.compress import feedback
 from fedbench.config import ConfigError, RunConfig
 from fedbench.data import load_dataset
 from fedbench.engine import FlatParams, LocalRule, make_engine, make_schedule
@@ -319,19 +320,40 @@ class Simulation:
         return metrics
 
     def _encode_uplink(self, record: RoundRecord) -> dict[str, float]:
-        """Every update through the uplink codec's fast path; its bytes are the update's bytes.
-        Metrics: ``uplink_compression`` (fp32 bytes / sent bytes of the updates) and
-        ``uplink_rel_error``, the mean over clients with a non-zero update of
-        ``||C(x) - x|| / ||x||``."""
+        """Every update through the uplink codec's fast path (with error feedback when asked,
+        :mod:`fedbench.compress.feedback`); its bytes are the update's bytes. Metrics:
+        ``uplink_compression`` (fp32 bytes / sent bytes of the updates), ``uplink_rel_error``
+        (mean over clients with a non-zero codec input ``v`` of ``||C(v) - v|| / ||v||``; ``v`` is
+        the update, or the update corrected by error feedback) and, with error feedback,
+        ``ef_residual_norm``: the mean over the round's clients of what the server still lacks,
+        ``||e_i||`` (``ef``) or ``||u_i - g_i||`` (``ef21``)."""
         x = record.updates
-        decoded, nbytes = self.uplink_codec.roundtrip(x)
+        codec_in: list[torch.Tensor] = []
+
+        def roundtrip(v: torch.Tensor):
+            codec_in.append(v)
+            return self.uplink_codec.roundtrip(v)
+
+        mode = getattr(self.run.uplink, "error_feedback", "none")
+        metrics: dict[str, float] = {}
+        if mode == "none":
+            decoded, nbytes = roundtrip(x)
+        else:
+            name = f"uplink_{mode}"
+            state = self.client_state.get(name, record.clients, self.layout.dim, x.device)
+            decoded, nbytes, state = getattr(feedback, mode)(x, state, roundtrip)
+            self.client_state.set(name, record.clients, state)
+            gap = state if mode == "ef" else x - decoded
+            metrics["ef_residual_norm"] = float(gap.norm(dim=1).mean())
+        v = codec_in[0]
         sent = int(nbytes.sum())
         record.add_bytes("uplink", "update", sent)
-        norms = x.norm(dim=1)
+        norms = v.norm(dim=1)
         moved = norms > 0
-        err = ((decoded - x).norm(dim=1)[moved] / norms[moved]).mean() if bool(moved.any()) else x.new_tensor(0.0)
+        sent_v = decoded if mode != "ef21" else decoded - (x - v)  # ef21 sends C(v), aggregates g + C(v)
+        err = ((sent_v - v).norm(dim=1)[moved] / norms[moved]).mean() if bool(moved.any()) else x.new_tensor(0.0)
         record.updates = decoded
-        return {"uplink_compression": fp32_bytes(x) / sent, "uplink_rel_error": float(err)}
+        return {"uplink_compression": fp32_bytes(x) / sent, "uplink_rel_error": float(err), **metrics}
 
     def aggregate(self, record: RoundRecord) -> tuple[torch.Tensor, dict[str, float]]:
         """The aggregation rule over the updates and weights, then the algorithm's server step.

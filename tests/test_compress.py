@@ -169,3 +169,64 @@ def test_optional_stages_default_to_none_in_a_dict_config():
     assert run.uplink.name == "none" and run.downlink.name == "none"
     with pytest.raises(ConfigError, match="^model: missing config group; allowed: "):
         validate({k: v for k, v in cfg.items() if k != "model"})
+
+
+# ---- error feedback (fedbench/compress/feedback.py) ---------------------------------------------
+def test_error_feedback_by_hand_with_top1():
+    from fedbench.compress import feedback
+
+    top1 = TopK(k=1).roundtrip
+    x1, x2 = torch.tensor([[3.0, -1.0, 2.0]]), torch.tensor([[1.0, 1.0, 1.0]])
+    sent, nbytes, e = feedback.ef(x1, torch.zeros(1, 3), top1)
+    assert sent.tolist() == [[3.0, 0.0, 0.0]] and e.tolist() == [[0.0, -1.0, 2.0]] and int(nbytes[0]) == 4 + 1 + 4
+    sent, _, e = feedback.ef(x2, e, top1)  # corrected [1, 0, 3]
+    assert sent.tolist() == [[0.0, 0.0, 3.0]] and e.tolist() == [[1.0, 0.0, 0.0]]
+    agg, _, g = feedback.ef21(x1, torch.zeros(1, 3), top1)
+    assert agg.tolist() == g.tolist() == [[3.0, 0.0, 0.0]]
+    agg, _, g = feedback.ef21(x2, g, top1)  # C([-2, 1, 1]) = [-2, 0, 0]
+    assert agg.tolist() == g.tolist() == [[1.0, 0.0, 0.0]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.floats(-10, 10, width=32), min_size=6, max_size=6), min_size=1, max_size=6))
+def test_error_feedback_loses_nothing(rounds):
+    """EF telescopes: everything sent plus the residual left is everything the client computed."""
+    from fedbench.compress import feedback
+
+    codec = TopK(k=2).roundtrip
+    e = torch.zeros(1, 6)
+    total_sent = torch.zeros(1, 6)
+    total = torch.zeros(1, 6)
+    for r in rounds:
+        x = torch.tensor([r])
+        sent, _, e = feedback.ef(x, e, codec)
+        total_sent += sent
+        total += x
+    torch.testing.assert_close(total_sent + e, total, atol=1e-3, rtol=1e-5)
+
+
+def test_error_feedback_state_lives_only_for_participants_and_is_checkpointed():
+    sim, _, _ = sim_after_one_round("uplink=topk", "uplink.k=20", "uplink.error_feedback=ef")
+    chosen = sorted(int(c) for c in sim.last_record.clients)
+    assert sim.client_state.clients("uplink_ef") == chosen
+    residual = sim.client_state.get("uplink_ef", np.array(chosen), D, "cpu")
+    assert float(residual.norm()) > 0
+    from fedbench.config import compose, validate
+    from fedbench.simulation import Simulation
+
+    over = [*PIPE, "uplink=topk", "uplink.k=20", "uplink.error_feedback=ef21"]
+    a = Simulation(validate(compose(*over)))
+    a.step()
+    b = Simulation(validate(compose(*over)))
+    b.load_state_dict(a.state_dict())
+    a.step()
+    b.step()
+    assert torch.equal(a.params, b.params)
+
+
+def test_error_feedback_with_a_lossless_codec_changes_nothing():
+    plain, _, a = sim_after_one_round("uplink=topk", f"uplink.k={D}")
+    for mode in ("ef", "ef21"):
+        fed, _, b = sim_after_one_round("uplink=topk", f"uplink.k={D}", f"uplink.error_feedback={mode}")
+        torch.testing.assert_close(fed.params, plain.params)
+        assert b["ef_residual_norm"] == pytest.approx(0.0, abs=1e-6)

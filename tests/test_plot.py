@@ -191,3 +191,19 @@ def test_plot_needs_runs_or_partition(tmp_path):
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path), "--partition", str(tmp_path)])
     assert e.value.code == 2
+
+
+def test_plot_against_cumulative_uplink_bytes(sweep, tmp_path, monkeypatch):
+    """--x uplink_bytes_cum: every panel's x data are the run's cumulative uplink bytes (1000 per
+    round in the fake runs), on a log axis labelled in bytes."""
+    import fedbench.plot as plot
+
+    figs = []
+    monkeypatch.setattr(plot, "save_figure", lambda fig, path: figs.append(fig) or path)
+    assert main([str(sweep / "0_seed=0"), "-o", str(tmp_path / "x.png"), "--x", "uplink_bytes_cum"]) == 0
+    acc, _, train = figs[0].axes[:3]
+    assert list(acc.lines[0].get_xdata()) == [2000.0, 3000.0]  # evaluated rounds 2 and 3
+    assert list(train.lines[0].get_xdata()) == [1000.0, 2000.0, 3000.0]
+    assert acc.get_xscale() == "log" and acc.get_xlabel() == "cumulative uplink bytes"
+    assert main([str(sweep / "0_seed=0"), "-o", str(tmp_path / "r.png")]) == 0
+    assert figs[1].axes[0].get_xlabel() == "round" and figs[1].axes[0].get_xscale() == "linear"

@@ -1,24 +1,33 @@
 """The ``uplink`` and ``downlink`` config groups: which codec carries the clients' updates to the
 server, and the global model to the clients.
 
-``uplink=none|fp16|bf16|topk`` (``topk``: ``fraction`` or ``k``, ``index_coding``);
-``downlink=none|fp16|bf16``. ``none`` is fp32 (4 bytes per value). The codec's byte count is
-what the round's ``uplink_bytes`` / ``downlink_bytes`` report.
+``uplink=none|fp16|bf16|topk`` (``topk``: ``fraction`` or ``k``, ``index_coding``; every lossy
+uplink option: ``error_feedback`` in ``none``, ``ef``, ``ef21``, see
+:mod:`fedbench.compress.feedback`); ``downlink=none|fp16|bf16``. ``none`` is fp32 (4 bytes per
+value). The codec's byte count is what the round's ``uplink_bytes`` / ``downlink_bytes`` report.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, make_dataclass
+from typing import Any
 
 from fedbench.compress.cast import BF16, FP16
 from fedbench.compress.topk import INDEX_CODINGS, TopK
 from fedbench.registry import integer, number, one_of, option, register
 
-# Options without keys, the same in both directions: name -> codec builder (None sends fp32).
+ERROR_FEEDBACK = ("none", "ef", "ef21")
+
+
+# Casts, the same in both directions: name -> codec builder (None sends fp32). A lossy uplink
+# option has the key ``error_feedback`` (the downlink has none yet).
 _PLAIN = {"none": lambda cfg: None, "fp16": lambda cfg: FP16(), "bf16": lambda cfg: BF16()}
 for _group in ("uplink", "downlink"):
     for _name, _impl in _PLAIN.items():
-        _schema = make_dataclass(f"{_group.title()}{_name.upper()}", [("name", str, _name)])
+        _fields: list[Any] = [("name", str, _name)]
+        if _group == "uplink" and _name != "none":
+            _fields.append(("error_feedback", str, option("none", one_of(*ERROR_FEEDBACK))))
+        _schema = make_dataclass(f"{_group.title()}{_name.upper()}", _fields)
         _schema.__module__ = __name__
         register(_group, _name, impl=_impl)(_schema)
 
@@ -30,3 +39,4 @@ class UplinkTopK:
     fraction: float = option(0.01, number(0, 1, min_open=True))
     k: int | None = option(None, integer(1, nullable=True, note=" (null: from fraction)"))
     index_coding: str = option("varint", one_of(*INDEX_CODINGS))
+    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
