@@ -18,6 +18,8 @@ Streams:
 - ``attack``: an attack's own randomness in round ``r`` (keyed by round), e.g. Gaussian noise.
 - ``aggregator``: the server's randomness in round ``r`` (keyed by round): bucketing's
   permutation, DnC's coordinate subsets, FLTrust's root-dataset draw (keyed by nothing).
+- ``compress``: a stochastic codec's randomness in round ``r`` (keyed by round): random-k's
+  indices, QSGD's, uniform's and TernGrad's stochastic rounding.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import zlib
 import numpy as np
 import torch
 
-STREAMS = ("partition", "init", "sampling", "batches", "data", "byzantine", "attack", "aggregator")
+STREAMS = ("partition", "init", "sampling", "batches", "data", "byzantine", "attack", "aggregator", "compress")
 
 
 def _key(seed: int, stream: str, *keys: int) -> list[int]:

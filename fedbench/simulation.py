@@ -39,7 +39,7 @@ from fedbench.evaluate import client_accuracy, fairness, per_sample
 from fedbench.models import build_model
 from fedbench.partition import PARTITIONERS, PartitionError, partition_stats
 from fedbench.registry import entry
-from fedbench.rng import numpy_rng
+from fedbench.rng import numpy_rng, torch_generator
 from fedbench.round import RoundRecord, fp32_bytes
 from fedbench.state import ClientState
 
@@ -332,7 +332,11 @@ class Simulation:
 
         def roundtrip(v: torch.Tensor):
             codec_in.append(v)
-            return self.uplink_codec.roundtrip(v)
+            codec = self.uplink_codec
+            if not getattr(codec, "stochastic", False):
+                return codec.roundtrip(v)
+            gen = torch_generator(self.run.seed, "compress", record.round, device=v.device)
+            return codec.roundtrip(v, codec.draw(*v.shape, gen))
 
         mode = getattr(self.run.uplink, "error_feedback", "none")
         metrics: dict[str, float] = {}

@@ -1,7 +1,8 @@
 """The ``uplink`` and ``downlink`` config groups: which codec carries the clients' updates to the
 server, and the global model to the clients.
 
-``uplink=none|fp16|bf16|topk`` (``topk``: ``fraction`` or ``k``, ``index_coding``; every lossy
+``uplink=none|fp16|bf16|topk|randk|threshold|qsgd|uniform|terngrad|sign`` (see each codec's
+module for its keys and wire format; every lossy
 uplink option: ``error_feedback`` in ``none``, ``ef``, ``ef21``, see
 :mod:`fedbench.compress.feedback`); ``downlink=none|fp16|bf16``. ``none`` is fp32 (4 bytes per
 value). The codec's byte count is what the round's ``uplink_bytes`` / ``downlink_bytes`` report.
@@ -13,6 +14,10 @@ from dataclasses import dataclass, make_dataclass
 from typing import Any
 
 from fedbench.compress.cast import BF16, FP16
+from fedbench.compress.quantize import QSGD, TernGrad, Uniform
+from fedbench.compress.randk import RandK
+from fedbench.compress.sign import ScaledSign
+from fedbench.compress.threshold import Threshold
 from fedbench.compress.topk import INDEX_CODINGS, TopK
 from fedbench.registry import integer, number, one_of, option, register
 
@@ -39,4 +44,58 @@ class UplinkTopK:
     fraction: float = option(0.01, number(0, 1, min_open=True))
     k: int | None = option(None, integer(1, nullable=True, note=" (null: from fraction)"))
     index_coding: str = option("varint", one_of(*INDEX_CODINGS))
+    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
+
+
+def _randk(cfg: Any) -> RandK:
+    return RandK(cfg.fraction if cfg.k is None else None, cfg.k, cfg.shared_seed, cfg.unbiased)
+
+
+@register("uplink", "randk", impl=_randk)
+@dataclass
+class UplinkRandK:
+    name: str = "randk"
+    fraction: float = option(0.01, number(0, 1, min_open=True))
+    k: int | None = option(None, integer(1, nullable=True, note=" (null: from fraction)"))
+    shared_seed: bool = True  # indices from randomness client and server share: the message is the values only
+    unbiased: bool = False  # scale the kept values by d / k
+    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
+
+
+@register("uplink", "threshold", impl=lambda cfg: Threshold(cfg.threshold))
+@dataclass
+class UplinkThreshold:
+    name: str = "threshold"
+    threshold: float = option(1e-3, number(min=0))
+    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
+
+
+@register("uplink", "qsgd", impl=lambda cfg: QSGD(cfg.levels, cfg.coding))
+@dataclass
+class UplinkQSGD:
+    name: str = "qsgd"
+    levels: int = option(16, integer(1))
+    coding: str = option("elias", one_of("elias", "fixed"))
+    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
+
+
+@register("uplink", "uniform", impl=lambda cfg: Uniform(cfg.bits))
+@dataclass
+class UplinkUniform:
+    name: str = "uniform"
+    bits: int = option(8, (lambda v: v is not None and 1 <= v <= 16, "an integer in [1, 16]"))
+    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
+
+
+@register("uplink", "terngrad", impl=lambda cfg: TernGrad())
+@dataclass
+class UplinkTernGrad:
+    name: str = "terngrad"
+    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
+
+
+@register("uplink", "sign", impl=lambda cfg: ScaledSign())
+@dataclass
+class UplinkSign:
+    name: str = "sign"
     error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))

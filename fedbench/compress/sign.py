@@ -1,0 +1,46 @@
+"""Scaled sign (Karimireddy et al. 2019, "Error feedback fixes SignSGD and other gradient compression
+schemes", EF-signSGD's compressor): ``C(x) = (||x||_1 / d) * sign(x)``.
+
+``sign(0) = +1`` here: one bit per coordinate has no room for a zero (the authors' code uses
+``torch.sign``, which sends 0 to 0 and so is not a 1-bit message). ``||x||_1`` is accumulated in fp64,
+divided by ``d`` and rounded to the fp32 scale ``a`` that is sent; ``C(x)_i = -a`` if ``x_i < 0``
+else ``a``. Deterministic and biased.
+
+Wire format (little-endian): ``a`` as fp32 (4 bytes), then ``d`` sign bits (1 = negative),
+bit ``i % 8`` (least significant first) of byte ``i // 8``, zero padding. Bytes: ``4 + ceil(d / 8)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fedbench.compress._bits import pack_uints, unpack_uints
+
+
+class ScaledSign:
+    name = "scaled_sign"
+    stochastic = False
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.abs().sum(1, keepdim=True, dtype=torch.float64) / x.shape[1]).float()
+
+    def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.float()
+        n, d = x.shape
+        scale = self.scale(x)
+        return torch.where(x < 0, -scale, scale), torch.full((n,), 4 + -(-d // 8), dtype=torch.int64)
+
+    def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
+        row = row.detach().cpu().float().view(1, -1)
+        return self.scale(row).numpy().astype("<f4").tobytes() + pack_uints((row[0] < 0).numpy(), 1)
+
+    def decode(self, data: bytes, d: int, rand: torch.Tensor | None = None) -> torch.Tensor:
+        if len(data) < 4:
+            raise ValueError("scaled_sign: message shorter than its header")
+        scale = np.frombuffer(data, "<f4", 1).astype(np.float32)
+        if not (np.isfinite(scale[0]) and scale[0] >= 0):
+            raise ValueError(f"scaled_sign: scale {scale[0]}, expected a finite number >= 0")
+        negative = torch.from_numpy(unpack_uints(data[4:], d, 1, self.name).astype(bool)).view(1, d)
+        scale = torch.from_numpy(scale).view(1, 1)
+        return torch.where(negative, -scale, scale)[0]
