@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import torch
 
-from fedbench.aggregator.stage import AggregatorStage, detection
+from fedbench.aggregator.stage import Aggregation, AggregatorStage, detection
 from fedbench.attack.poison import add_trigger, trigger_value
 from fedbench.attack.stage import AttackStage
 from fedbench.compress import feedback
@@ -369,7 +369,12 @@ class Simulation:
         else:
             _sync(self.device)
             t0 = time.perf_counter()
-            out = self.aggregator(record.updates, record.weights, record.round, record.root_update)
+            vote = getattr(self.uplink_codec, "vote", None)  # signSGD's majority replaces the aggregator
+            out = (
+                Aggregation(vote(record.updates), None)
+                if vote is not None
+                else self.aggregator(record.updates, record.weights, record.round, record.root_update)
+            )
             _sync(self.device)
             metrics["aggregate_time_s"] = time.perf_counter() - t0
             aggregate = out.value

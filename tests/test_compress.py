@@ -264,3 +264,28 @@ def test_every_uplink_codec_in_the_round_uses_the_compress_stream_and_counts_its
     torch.testing.assert_close(sim.last_record.updates, expected)
     again, _, row2 = sim_after_one_round(*over)
     assert torch.equal(again.params, sim.params) and row2["uplink_bytes"] == row["uplink_bytes"]
+
+
+def test_sign_majority_by_hand_and_in_the_round():
+    from fedbench.compress.sign import MajoritySign
+
+    codec = MajoritySign(0.5)
+    x = torch.tensor([[0.2, -1.0, 3.0], [0.1, 2.0, -1.0], [-5.0, -0.1, 0.0]])
+    signs, nbytes = codec.roundtrip(x)
+    assert signs.tolist() == [[1, -1, 1], [1, 1, -1], [-1, -1, 1]] and nbytes.tolist() == [1, 1, 1]
+    assert codec.vote(signs).tolist() == [0.5, -0.5, 0.5]
+    assert codec.vote(signs[:2]).tolist() == [0.5, 0.0, 0.0]  # ties give 0
+    for row, s in zip(x, signs):
+        assert torch.equal(codec.decode(codec.encode(row), 3), s) and len(codec.encode(row)) == 1
+    plain, _, _ = sim_after_one_round()
+    sim, w0, row = sim_after_one_round("uplink=sign_majority", "uplink.scale=0.01")
+    expected = 0.01 * torch.sign(torch.where(plain.last_record.updates < 0, -1.0, 1.0).sum(0))
+    torch.testing.assert_close(sim.params - w0, expected)
+    assert row["uplink_bytes"] == 3 * -(-D // 8)
+
+
+def test_sign_majority_replaces_the_aggregator_so_a_robust_one_is_a_config_error():
+    from fedbench.config import ConfigError, compose, validate
+
+    with pytest.raises(ConfigError, match="uplink=sign_majority: the server takes the elementwise majority"):
+        validate(compose(*PIPE, "uplink=sign_majority", "aggregator=median"))

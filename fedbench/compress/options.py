@@ -16,7 +16,7 @@ from typing import Any
 from fedbench.compress.cast import BF16, FP16
 from fedbench.compress.quantize import QSGD, TernGrad, Uniform
 from fedbench.compress.randk import RandK
-from fedbench.compress.sign import ScaledSign
+from fedbench.compress.sign import MajoritySign, ScaledSign
 from fedbench.compress.threshold import Threshold
 from fedbench.compress.topk import INDEX_CODINGS, TopK
 from fedbench.registry import integer, number, one_of, option, register
@@ -99,3 +99,20 @@ class UplinkTernGrad:
 class UplinkSign:
     name: str = "sign"
     error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
+
+
+@register("uplink", "sign_majority", impl=lambda cfg: MajoritySign(cfg.scale))
+@dataclass
+class UplinkSignMajority:
+    """No ``error_feedback``: the server's step is the vote, not a decoded update to correct."""
+
+    name: str = "sign_majority"
+    scale: float = option(0.001, number(0, min_open=True))
+
+    def check(self, run: Any) -> str | None:
+        if run.aggregator.name != "mean" or run.aggregator.pre:
+            return (
+                f"uplink=sign_majority: the server takes the elementwise majority of the signs, so it replaces the "
+                f"aggregator; got aggregator={run.aggregator.name} pre={run.aggregator.pre}; allowed: aggregator=mean"
+            )
+        return None

@@ -44,3 +44,37 @@ class ScaledSign:
         negative = torch.from_numpy(unpack_uints(data[4:], d, 1, self.name).astype(bool)).view(1, d)
         scale = torch.from_numpy(scale).view(1, 1)
         return torch.where(negative, -scale, scale)[0]
+
+
+class MajoritySign:
+    """signSGD with majority vote (Bernstein, Zhao, Azizzadenesheli & Anandkumar 2019, "signSGD with
+    majority vote is communication efficient and fault tolerant"): each client sends ``sign(x)``,
+    one bit per coordinate (``sign(0) = +1`` as in :class:`ScaledSign`), and the server takes the
+    elementwise majority, ``scale * sign(sum_i sign(x_i))`` (a tie gives 0), unweighted.
+
+    The decoded rows are the ``+-1`` signs; :meth:`vote` is the server's rule (the round's
+    ``aggregate`` stage uses it in place of the aggregator). Wire format: ``d`` sign bits (1 =
+    negative), bit ``i % 8`` of byte ``i // 8``, zero padding; no header. Bytes: ``ceil(d / 8)``.
+    """
+
+    name = "sign_majority"
+    stochastic = False
+
+    def __init__(self, scale: float):
+        self.scale = scale
+
+    def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        n, d = x.shape
+        ones = torch.ones_like(x, dtype=torch.float32)
+        return torch.where(x < 0, -ones, ones), torch.full((n,), -(-d // 8), dtype=torch.int64)
+
+    def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
+        return pack_uints((row.detach().cpu().float() < 0).numpy(), 1)
+
+    def decode(self, data: bytes, d: int, rand: torch.Tensor | None = None) -> torch.Tensor:
+        negative = torch.from_numpy(unpack_uints(data, d, 1, self.name).astype(bool))
+        return torch.where(negative, -1.0, 1.0)
+
+    def vote(self, signs: torch.Tensor) -> torch.Tensor:
+        """``scale * sign(sum_i s_i)`` over the decoded rows ``signs`` ``(n, d)``."""
+        return self.scale * torch.sign(signs.sum(0))
