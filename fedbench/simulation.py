@@ -151,6 +151,8 @@ class Simulation:
         self.server_state = self.server.init(self.params)
         # codecs of the messages (fedbench/compress): None sends fp32
         self.uplink_codec = entry("uplink", run.uplink.name).impl(run.uplink)
+        if callable(self.uplink_codec) and not hasattr(self.uplink_codec, "roundtrip"):
+            self.uplink_codec = self.uplink_codec(self.layout.shapes)  # a codec built per model (PowerSGD)
         self.downlink_codec = entry("downlink", run.downlink.name).impl(run.downlink)
         self.aggregator = AggregatorStage(
             run.aggregator, run.aggregator.assumed_f(run), run.seed, self.layout.dim, self.device
@@ -333,9 +335,15 @@ class Simulation:
         def roundtrip(v: torch.Tensor):
             codec_in.append(v)
             codec = self.uplink_codec
+            gen = torch_generator(self.run.seed, "compress", record.round, device=v.device)
+            if getattr(codec, "stateful", False):  # PowerSGD: each client's last Q, a per-client row
+                name = f"uplink_{codec.name}"
+                q = self.client_state.get(name, record.clients, codec.state_dim, v.device)
+                decoded, nbytes, q = codec.roundtrip(v, q, gen)
+                self.client_state.set(name, record.clients, q)
+                return decoded, nbytes
             if not getattr(codec, "stochastic", False):
                 return codec.roundtrip(v)
-            gen = torch_generator(self.run.seed, "compress", record.round, device=v.device)
             return codec.roundtrip(v, codec.draw(*v.shape, gen))
 
         mode = getattr(self.run.uplink, "error_feedback", "none")

@@ -3,6 +3,7 @@ each scheme's values are checked against hand-computed cases."""
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -289,3 +290,27 @@ def test_sign_majority_replaces_the_aggregator_so_a_robust_one_is_a_config_error
 
     with pytest.raises(ConfigError, match="uplink=sign_majority: the server takes the elementwise majority"):
         validate(compose(*PIPE, "uplink=sign_majority", "aggregator=median"))
+
+
+def test_powersgd_in_the_round_keeps_each_clients_q_and_counts_its_factors():
+    """mlp on 8x8 digits: each weight matrix (m, n) with m n > r (m + n) goes as rank-1 factors
+    P (m) and Q (n), the biases as fp32; round 1 starts every client from the compress stream's
+    Gaussian Q, and each client's last Q is its row of the per-client store."""
+    from fedbench.rng import torch_generator
+
+    over = ["model=mlp", "uplink=powersgd", "uplink.error_feedback=none"]
+    plain, _, _ = sim_after_one_round("model=mlp")
+    sim, _, row = sim_after_one_round(*over)
+    codec = sim.uplink_codec
+    shapes = sim.layout.shapes
+    expected_bytes = 4 * sum(
+        (s[0] + math.prod(s[1:])) if len(s) > 1 and s[0] * math.prod(s[1:]) > s[0] + math.prod(s[1:]) else math.prod(s)
+        for s in shapes
+    )
+    assert row["uplink_bytes"] == 3 * expected_bytes
+    x = plain.last_record.updates
+    decoded, nbytes, q = codec.roundtrip(x, torch.zeros(3, codec.state_dim), torch_generator(0, "compress", 1))
+    torch.testing.assert_close(sim.last_record.updates, decoded)
+    clients = sim.last_record.clients
+    assert sim.client_state.clients("uplink_powersgd") == sorted(int(c) for c in clients)
+    torch.testing.assert_close(sim.client_state.get("uplink_powersgd", clients, codec.state_dim, "cpu"), q)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, make_dataclass
 from typing import Any
 
 from fedbench.compress.cast import BF16, FP16
+from fedbench.compress.powersgd import PowerSGD
 from fedbench.compress.quantize import QSGD, TernGrad, Uniform
 from fedbench.compress.randk import RandK
 from fedbench.compress.sign import MajoritySign, ScaledSign
@@ -116,3 +117,15 @@ class UplinkSignMajority:
                 f"aggregator; got aggregator={run.aggregator.name} pre={run.aggregator.pre}; allowed: aggregator=mean"
             )
         return None
+
+
+@register("uplink", "powersgd", impl=lambda cfg: lambda shapes: PowerSGD(shapes, cfg.rank, cfg.min_compression))
+@dataclass
+class UplinkPowerSGD:
+    """Built per model: the impl takes the model's parameter shapes (``Simulation`` passes them).
+    Each client's last ``Q`` (the warm start) is a row of the per-client store, ``uplink_powersgd``."""
+
+    name: str = "powersgd"
+    rank: int = option(1, integer(1))
+    min_compression: float = option(1.0, number(min=0))  # compress a matrix iff m n > min_compression r (m + n)
+    error_feedback: str = option("ef", one_of(*ERROR_FEEDBACK))  # the paper's setting
