@@ -31,7 +31,7 @@ import torch
 from fedbench.aggregator.stage import Aggregation, AggregatorStage, detection
 from fedbench.attack.poison import add_trigger, trigger_value
 from fedbench.attack.stage import AttackStage
-from fedbench.compress import feedback
+from fedbench.compress.stage import UplinkStage
 from fedbench.config import ConfigError, RunConfig
 from fedbench.data import load_dataset
 from fedbench.engine import FlatParams, LocalRule, make_engine, make_schedule
@@ -39,7 +39,7 @@ from fedbench.evaluate import client_accuracy, fairness, per_sample
 from fedbench.models import build_model
 from fedbench.partition import PARTITIONERS, PartitionError, partition_stats
 from fedbench.registry import entry
-from fedbench.rng import numpy_rng, torch_generator
+from fedbench.rng import numpy_rng
 from fedbench.round import RoundRecord, fp32_bytes
 from fedbench.state import ClientState
 
@@ -153,6 +153,8 @@ class Simulation:
         self.uplink_codec = entry("uplink", run.uplink.name).impl(run.uplink)
         if callable(self.uplink_codec) and not hasattr(self.uplink_codec, "roundtrip"):
             self.uplink_codec = self.uplink_codec(self.layout.shapes)  # a codec built per model (PowerSGD)
+        feedback = getattr(run.uplink, "error_feedback", "none")
+        self.uplink_stage = UplinkStage(self.uplink_codec, feedback, run.seed, self.client_state, self.layout.dim)
         self.downlink_codec = entry("downlink", run.downlink.name).impl(run.downlink)
         self.aggregator = AggregatorStage(
             run.aggregator, run.aggregator.assumed_f(run), run.seed, self.layout.dim, self.device
@@ -315,57 +317,11 @@ class Simulation:
             self.transform_states[i], m = t.update(record, self.transform_states[i])
             metrics.update(m)
         if self.uplink_codec is not None:  # last: what goes on the wire is a message of the codec
-            metrics.update(self._encode_uplink(record))
+            metrics.update(self.uplink_stage(record))
         for name, t in {"update": record.updates, **record.payloads}.items():
             if f"uplink/{name}" not in record.bytes:
                 record.add_bytes("uplink", name, fp32_bytes(t))
         return metrics
-
-    def _encode_uplink(self, record: RoundRecord) -> dict[str, float]:
-        """Every update through the uplink codec's fast path (with error feedback when asked,
-        :mod:`fedbench.compress.feedback`); its bytes are the update's bytes. Metrics:
-        ``uplink_compression`` (fp32 bytes / sent bytes of the updates), ``uplink_rel_error``
-        (mean over clients with a non-zero codec input ``v`` of ``||C(v) - v|| / ||v||``; ``v`` is
-        the update, or the update corrected by error feedback) and, with error feedback,
-        ``ef_residual_norm``: the mean over the round's clients of what the server still lacks,
-        ``||e_i||`` (``ef``) or ``||u_i - g_i||`` (``ef21``)."""
-        x = record.updates
-        codec_in: list[torch.Tensor] = []
-
-        def roundtrip(v: torch.Tensor):
-            codec_in.append(v)
-            codec = self.uplink_codec
-            gen = torch_generator(self.run.seed, "compress", record.round, device=v.device)
-            if getattr(codec, "stateful", False):  # PowerSGD: each client's last Q, a per-client row
-                name = f"uplink_{codec.name}"
-                q = self.client_state.get(name, record.clients, codec.state_dim, v.device)
-                decoded, nbytes, q = codec.roundtrip(v, q, gen)
-                self.client_state.set(name, record.clients, q)
-                return decoded, nbytes
-            if not getattr(codec, "stochastic", False):
-                return codec.roundtrip(v)
-            return codec.roundtrip(v, codec.draw(*v.shape, gen))
-
-        mode = getattr(self.run.uplink, "error_feedback", "none")
-        metrics: dict[str, float] = {}
-        if mode == "none":
-            decoded, nbytes = roundtrip(x)
-        else:
-            name = f"uplink_{mode}"
-            state = self.client_state.get(name, record.clients, self.layout.dim, x.device)
-            decoded, nbytes, state = getattr(feedback, mode)(x, state, roundtrip)
-            self.client_state.set(name, record.clients, state)
-            gap = state if mode == "ef" else x - decoded
-            metrics["ef_residual_norm"] = float(gap.norm(dim=1).mean())
-        v = codec_in[0]
-        sent = int(nbytes.sum())
-        record.add_bytes("uplink", "update", sent)
-        norms = v.norm(dim=1)
-        moved = norms > 0
-        sent_v = decoded if mode != "ef21" else decoded - (x - v)  # ef21 sends C(v), aggregates g + C(v)
-        err = ((sent_v - v).norm(dim=1)[moved] / norms[moved]).mean() if bool(moved.any()) else x.new_tensor(0.0)
-        record.updates = decoded
-        return {"uplink_compression": fp32_bytes(x) / sent, "uplink_rel_error": float(err), **metrics}
 
     def aggregate(self, record: RoundRecord) -> tuple[torch.Tensor, dict[str, float]]:
         """The aggregation rule over the updates and weights, then the algorithm's server step.

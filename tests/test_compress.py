@@ -258,7 +258,7 @@ def test_every_uplink_codec_in_the_round_uses_the_compress_stream_and_counts_its
     x = plain.last_record.updates
     codec = entry("uplink", sim.run.uplink.name).impl(sim.run.uplink)
     if getattr(codec, "stochastic", False):
-        expected, nbytes = codec.roundtrip(x, codec.draw(*x.shape, torch_generator(0, "compress", 1)))
+        expected, nbytes = codec.roundtrip(x, codec.draw(*x.shape, torch_generator(0, "compress", 1, 0)))
     else:
         expected, nbytes = codec.roundtrip(x)
     assert row["uplink_bytes"] == int(nbytes.sum())
@@ -309,8 +309,27 @@ def test_powersgd_in_the_round_keeps_each_clients_q_and_counts_its_factors():
     )
     assert row["uplink_bytes"] == 3 * expected_bytes
     x = plain.last_record.updates
-    decoded, nbytes, q = codec.roundtrip(x, torch.zeros(3, codec.state_dim), torch_generator(0, "compress", 1))
+    decoded, nbytes, q = codec.roundtrip(x, torch.zeros(3, codec.state_dim), torch_generator(0, "compress", 1, 0))
     torch.testing.assert_close(sim.last_record.updates, decoded)
     clients = sim.last_record.clients
     assert sim.client_state.clients("uplink_powersgd") == sorted(int(c) for c in clients)
     torch.testing.assert_close(sim.client_state.get("uplink_powersgd", clients, codec.state_dim, "cpu"), q)
+
+
+def test_scaffold_sends_both_uploads_through_the_codec_and_counts_both():
+    per_row = 4 + -(-D // 8) + 4 * 13  # top-13 with a bitmask
+    plain, _, _ = sim_after_one_round("algorithm=scaffold")
+    sim, _, row = sim_after_one_round("algorithm=scaffold", "uplink=topk", "uplink.k=13", "uplink.index_coding=bitmask")
+    rec = sim.last_record
+    assert rec.bytes["uplink/update"] == rec.bytes["uplink/delta_c"] == 3 * per_row
+    assert row["uplink_bytes"] == 2 * 3 * per_row
+    assert int((rec.payloads["delta_c"] != 0).sum(dim=1).max()) <= 13
+    # the decoded delta_c is top-13 of the delta_c the clients computed (same start: downlink is fp32)
+    expected, _ = TopK(k=13, index_coding="bitmask").roundtrip(plain.last_record.payloads["delta_c"])
+    torch.testing.assert_close(rec.payloads["delta_c"], expected)
+
+
+def test_fednova_small_uploads_stay_fp32():
+    sim, _, row = sim_after_one_round("algorithm=fednova", "uplink=fp16")
+    assert sim.last_record.bytes["uplink/a_norm"] == 3 * 4
+    assert row["uplink_bytes"] == 3 * 2 * D + 3 * 4
