@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 ATTACKS = ("none", "sign_flip", "label_flip", "alie", "ipm", "minmax", "mimic")
 AGGREGATORS = ("mean", "median", "trimmed_mean", "krum", "geomed", "cclip")
 PRE = {"none": "[]", "bucketing": "[bucketing]"}
+SHARED_KEYS = {"aggregator.name", "aggregator.pre", "aggregator.f", "aggregator.bucket_size", "aggregator.clip_tau"}
 
 
 def command(args: argparse.Namespace, sweep_dir: Path) -> list[str]:
@@ -57,10 +58,20 @@ def command(args: argparse.Namespace, sweep_dir: Path) -> list[str]:
 def collect(sweep_dir: Path):
     from fedbench.analysis import load_runs
 
-    df = load_runs(sweep_dir, metrics=False)
+    df = load_runs(sweep_dir)
+    # one row per run: its last round (a diverged run's last round has no accuracy: NaN)
+    df = df.sort_values(["run_dir", "round"]).groupby("run_dir", as_index=False).last()
     df["pre"] = df["aggregator.pre"].map(lambda p: "bucketing" if "bucketing" in str(p) else "none")
-    keep = ["attack.name", "aggregator.name", "pre", "seed", "status", "final.test_acc"]
-    return df[keep].rename(columns={"attack.name": "attack", "aggregator.name": "aggregator", "final.test_acc": "acc"})
+    # a rule swept over one of its own keys (cclip's tau...) gets one row per value: "cclip tau=0.1"
+    own = [c for c in df.columns if c.startswith("aggregator.") and c not in SHARED_KEYS]
+    varying = [c for c in own if df.groupby("aggregator.name")[c].nunique().max() > 1]
+    df["aggregator.name"] = df.apply(
+        lambda r: " ".join([r["aggregator.name"], *(f"{c.split('.', 1)[1]}={r[c]:g}" for c in varying)]), axis=1
+    )
+    keep = ["attack.name", "aggregator.name", "pre", "seed", "status", "round", "test_acc"]
+    extra = [c for c in ("detect_precision", "detect_recall") if c in df.columns]
+    names = {"attack.name": "attack", "aggregator.name": "aggregator", "test_acc": "acc"}
+    return df[keep + extra].rename(columns=names)
 
 
 def draw(df, tag: str, args: argparse.Namespace) -> None:
@@ -71,8 +82,8 @@ def draw(df, tag: str, args: argparse.Namespace) -> None:
     import numpy as np
 
     attacks = [a for a in args.attacks if a in set(df.attack)]
-    aggs = [a for a in args.aggregators if a in set(df.aggregator)]
-    fig, axes = plt.subplots(1, 2, figsize=(2.2 + 1.1 * len(attacks) * 2, 1.2 + 0.5 * len(aggs)), squeeze=False)
+    aggs = sorted(set(df.aggregator), key=lambda g: (args.aggregators.index(g.split()[0]), g))
+    fig, axes = plt.subplots(1, 2, figsize=(3.0 + 1.3 * len(attacks), 2.4 + 0.42 * len(aggs)), squeeze=False)
     lines = [f"# Final test accuracy under attack ({tag})\n"]
     for ax, pre in zip(axes[0], PRE):
         sub = df[df.pre == pre]
@@ -125,9 +136,10 @@ def main() -> int:
     p.add_argument("--aggregators", nargs="+", default=list(AGGREGATORS))
     p.add_argument("--out", type=Path, default=Path("results/robustness"))
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--name", help="sweep folder and output tag (default: alpha<a>_f<f>)")
     p.add_argument("overrides", nargs="*", help="extra fedbench overrides (after --)")
     args = p.parse_args()
-    tag = f"alpha{args.alpha:g}_f{args.byzantine}"
+    tag = args.name or f"alpha{args.alpha:g}_f{args.byzantine}"
     sweep_dir = args.out / tag
     if not args.plot_only:
         cmd = command(args, sweep_dir)
