@@ -333,3 +333,9 @@ def test_fednova_small_uploads_stay_fp32():
     sim, _, row = sim_after_one_round("algorithm=fednova", "uplink=fp16")
     assert sim.last_record.bytes["uplink/a_norm"] == 3 * 4
     assert row["uplink_bytes"] == 3 * 2 * D + 3 * 4
+
+
+def test_topk_with_nonfinite_rows_keeps_k_entries_and_nan_counts_as_largest():
+    x = torch.tensor([[float("nan"), 1.0, -3.0, float("inf")], [float("nan")] * 4, [0.0, 0.0, 2.0, 0.0]])
+    idx = TopK(k=2).select(x)
+    assert idx.tolist() == [[0, 3], [0, 1], [0, 2]]  # NaN and inf largest; ties to the lower index

@@ -81,10 +81,22 @@ class TopK:
         return int(min(d, max(1, k)))
 
     def select(self, x: torch.Tensor) -> torch.Tensor:
-        """Ascending indices ``(n, k)`` of each row's ``k`` largest magnitudes (ties: lower index)."""
-        k = self.k_for(x.shape[1])
-        order = torch.sort(x.abs(), dim=1, descending=True, stable=True).indices[:, :k]
-        return torch.sort(order, dim=1).values
+        """Ascending indices ``(n, k)`` of each row's ``k`` largest magnitudes (ties: lower index).
+
+        Without sorting the row: ``t`` is the k-th largest magnitude (``torch.topk``, whose order
+        among equal values is unspecified, so only its value is used); every entry above ``t`` is
+        kept, and the entries equal to ``t`` fill the remaining places from the lowest index up.
+        A mask with exactly ``k`` entries per row, read out in row-major order, gives the indices
+        already ascending."""
+        n, d = x.shape
+        k = self.k_for(d)
+        mag = torch.nan_to_num(x.abs(), nan=math.inf)  # a NaN (a nonfinite attack) counts as largest
+        t = torch.topk(mag, k, dim=1, sorted=False).values.min(dim=1, keepdim=True).values
+        above = mag > t
+        tied = mag == t
+        room = k - above.sum(dim=1, keepdim=True)
+        keep = above | (tied & (torch.cumsum(tied, dim=1) <= room))
+        return torch.nonzero(keep)[:, 1].view(n, k)
 
     def index_bytes(self, idx: torch.Tensor, d: int) -> torch.Tensor:
         if self.index_coding == "bitmask":
