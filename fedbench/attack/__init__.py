@@ -7,16 +7,22 @@ attackers usually send ``f`` identical rows. Each function's docstring gives its
 - :mod:`~fedbench.attack.simple`: ``sign_flip``, ``gaussian``, ``large``, ``nonfinite``;
 - :mod:`~fedbench.attack.statistical`: ``alie`` (with ``alie_z``), ``ipm``, ``mimic``;
 - :mod:`~fedbench.attack.optimized`: ``minmax``, ``minsum`` (with ``minmax_gamma``, ``minsum_gamma``);
+- :mod:`~fedbench.attack.poison`: data poisoning, ``flip_labels`` (``attack=label_flip``) and
+  ``add_trigger`` (``attack=backdoor``), which change what Byzantine clients train on rather than
+  returning rows;
 - :mod:`~fedbench.attack.adaptive`: ``alie_adaptive``, ``ipm_adaptive`` (with ``*_scale``), tuned
   against the deployed aggregator.
 """
 
 from fedbench.attack.adaptive import alie_adaptive, alie_adaptive_scale, ipm_adaptive, ipm_adaptive_scale
 from fedbench.attack.optimized import minmax, minmax_gamma, minsum, minsum_gamma
+from fedbench.attack.poison import add_trigger, flip_labels
 from fedbench.attack.simple import gaussian, large, nonfinite, sign_flip
 from fedbench.attack.statistical import alie, alie_z, ipm, mimic
 
 __all__ = [
+    "add_trigger",
+    "flip_labels",
     "alie",
     "alie_adaptive",
     "alie_adaptive_scale",
