@@ -242,6 +242,7 @@ UPLINKS = {
     "uniform": ["uplink.bits=3"],
     "terngrad": [],
     "sign": [],
+    "stc": ["uplink.k=20", "uplink.error_feedback=none"],
 }
 
 

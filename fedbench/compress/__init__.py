@@ -20,7 +20,8 @@ from fedbench.compress.powersgd import PowerSGD
 from fedbench.compress.quantize import QSGD, TernGrad, Uniform
 from fedbench.compress.randk import RandK
 from fedbench.compress.sign import ScaledSign
+from fedbench.compress.stc import STC
 from fedbench.compress.threshold import Threshold
 from fedbench.compress.topk import TopK
 
-__all__ = ["BF16", "FP16", "PowerSGD", "QSGD", "RandK", "ScaledSign", "TernGrad", "Threshold", "TopK", "Uniform"]
+__all__ = ["BF16", "FP16", "PowerSGD", "QSGD", "RandK", "STC", "ScaledSign", "TernGrad", "Threshold", "TopK", "Uniform"]

@@ -18,6 +18,7 @@ from fedbench.compress.powersgd import PowerSGD
 from fedbench.compress.quantize import QSGD, TernGrad, Uniform
 from fedbench.compress.randk import RandK
 from fedbench.compress.sign import MajoritySign, ScaledSign
+from fedbench.compress.stc import STC
 from fedbench.compress.threshold import Threshold
 from fedbench.compress.topk import INDEX_CODINGS, TopK
 from fedbench.registry import integer, number, one_of, option, register
@@ -129,3 +130,15 @@ class UplinkPowerSGD:
     rank: int = option(1, integer(1))
     min_compression: float = option(1.0, number(min=0))  # compress a matrix iff m n > min_compression r (m + n)
     error_feedback: str = option("ef", one_of(*ERROR_FEEDBACK))  # the paper's setting
+
+
+@register("uplink", "stc", impl=lambda cfg: STC(cfg.fraction if cfg.k is None else None, cfg.k))
+@dataclass
+class UplinkSTC:
+    """The uplink half of sparse ternary compression (Sattler et al. 2019), with the paper's
+    residual accumulation (``error_feedback=ef``) on by default."""
+
+    name: str = "stc"
+    fraction: float = option(0.01, number(0, 1, min_open=True))
+    k: int | None = option(None, integer(1, nullable=True, note=" (null: from fraction)"))
+    error_feedback: str = option("ef", one_of(*ERROR_FEEDBACK))
