@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from datetime import date
@@ -24,6 +24,9 @@ from pathlib import Path
 import torch
 
 import fedbench.aggregator as agg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_round import cpu_model  # noqa: E402
 
 SIZES = [(10, 100_000), (10, 1_600_000), (50, 100_000), (50, 1_600_000), (100, 100_000), (100, 1_600_000)]
 
@@ -67,16 +70,6 @@ def seconds(call: Callable[[], object], repeat: int) -> float:
         call()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fmt(s: float) -> str:

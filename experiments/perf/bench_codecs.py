@@ -15,7 +15,6 @@ the issue's target is under 10%.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_round import compose_run  # noqa: E402
+from bench_round import compose_run, cpu_model  # noqa: E402
 
 from fedbench.compress.stage import UplinkStage  # noqa: E402
 from fedbench.config import compose, validate  # noqa: E402
@@ -98,7 +97,7 @@ def main() -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [
         "# Uplink codec cost (`experiments/perf/bench_codecs.py`)\n",
-        f"fedbench {commit}, torch {torch.__version__}, {args.threads} threads, {platform.processor() or 'cpu'}; "
+        f"fedbench {commit}, torch {torch.__version__}, {args.threads} threads, {cpu_model()}; "
         f"median of {args.repeats} rounds per cell (state carried over, the first round not counted). "
         f"The 2NN round (10 clients x 600 samples, 1 epoch, batch 10, vmap engine, evaluation off), timed "
         f"interleaved in the same process: median {round_s * 1e3:.0f} ms over {len(round_times)} rounds.\n",
