@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import torch
 
-from fedbench.aggregator.stage import Aggregation, AggregatorStage, detection
+from fedbench.aggregator.stage import AggregatorStage, detection
 from fedbench.attack.poison import add_trigger, trigger_value
 from fedbench.attack.stage import AttackStage
 from fedbench.compress.stage import UplinkStage
@@ -156,9 +156,9 @@ class Simulation:
         feedback = getattr(run.uplink, "error_feedback", "none")
         self.uplink_stage = UplinkStage(self.uplink_codec, feedback, run.seed, self.client_state, self.layout.dim)
         self.downlink_codec = entry("downlink", run.downlink.name).impl(run.downlink)
-        self.aggregator = AggregatorStage(
-            run.aggregator, run.aggregator.assumed_f(run), run.seed, self.layout.dim, self.device
-        )
+        vote = getattr(self.uplink_codec, "vote", None)  # signSGD's majority replaces the aggregator
+        f = run.aggregator.assumed_f(run)
+        self.aggregator = AggregatorStage(run.aggregator, f, run.seed, self.layout.dim, self.device, vote)
         self.root = self._root_samples() if self.aggregator.needs_root else None
         self.transforms = list(transforms)
         self.transform_states = [t.init(self.layout.dim) for t in self.transforms]
@@ -333,12 +333,7 @@ class Simulation:
         else:
             _sync(self.device)
             t0 = time.perf_counter()
-            vote = getattr(self.uplink_codec, "vote", None)  # signSGD's majority replaces the aggregator
-            out = (
-                Aggregation(vote(record.updates), None)
-                if vote is not None
-                else self.aggregator(record.updates, record.weights, record.round, record.root_update)
-            )
+            out = self.aggregator(record.updates, record.weights, record.round, record.root_update)
             _sync(self.device)
             metrics["aggregate_time_s"] = time.perf_counter() - t0
             aggregate = out.value

@@ -226,11 +226,10 @@ def test_norm_bound_with_all_weights_zero_is_zeros():
 
 
 def test_a_stage_without_state_ignores_a_centre_in_the_state_it_loads():
-    from types import SimpleNamespace
-
+    from fedbench.aggregator.options import Median
     from fedbench.aggregator.stage import AggregatorStage
 
-    stage = AggregatorStage(SimpleNamespace(name="median"), f=0, seed=0, dim=3, device=torch.device("cpu"))
+    stage = AggregatorStage(Median(), f=0, seed=0, dim=3, device=torch.device("cpu"))
     stage.load_state_dict({"center": torch.ones(3)})
     assert stage.center is None and stage.state_dict() == {}
 

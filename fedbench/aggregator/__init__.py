@@ -8,8 +8,9 @@ maximally distant (or give it zero influence), and return a finite result while 
 are non-finite. ``mean``/``weighted_mean`` are the non-robust baseline and propagate them.
 """
 
+from fedbench.aggregator._common import row_norms
 from fedbench.aggregator.basic import mean, weighted_mean
-from fedbench.aggregator.clipping import cclip, norm_bound
+from fedbench.aggregator.clipping import cclip, distances_to, norm_bound
 from fedbench.aggregator.coordinate import meamed, median, trimmed_mean
 from fedbench.aggregator.distance import (
     MDA_MAX_SUBSETS,
@@ -36,6 +37,7 @@ __all__ = [
     "bulyan",
     "bulyan_select",
     "cclip",
+    "distances_to",
     "clip",
     "dnc",
     "dnc_select",
@@ -55,6 +57,7 @@ __all__ = [
     "nnm",
     "norm_bound",
     "pairwise_sq_distances",
+    "row_norms",
     "trimmed_mean",
     "weighted_mean",
 ]

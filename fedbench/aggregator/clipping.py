@@ -32,6 +32,11 @@ def _distances_to(updates: torch.Tensor, center: torch.Tensor, finite: torch.Ten
     return torch.where(finite, sq.sqrt(), math.inf)
 
 
+def distances_to(updates: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    """``(n,)`` float64 ``|u_i - center|``, +inf for rows with a non-finite entry."""
+    return _distances_to(updates, center, finite_rows(updates))
+
+
 def cclip(
     updates: torch.Tensor, *, tau: float, iterations: int = 1, center: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -19,9 +19,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
+
+import torch
 
 from fedbench.registry import integer, number, one_of, option, register
+from fedbench.rng import torch_generator
+
+
+class AttackContext(NamedTuple):
+    """What the round tells an attack besides its reference updates."""
+
+    round: int
+    n: int  # clients selected this round
+    reference: torch.Tensor  # (n_h, d): the honest updates, or the attackers' own
+    seed: int
+    aggregator: Any  # the deployed rule, (n, d) -> (d,)
 
 
 def _nullable_fraction(v: Any) -> bool:
@@ -52,8 +65,9 @@ class ThreatModel:
             )
         return None
 
-    def kwargs(self) -> dict[str, Any]:
-        """The attack function's own options (the keys beyond the threat model)."""
+    def arguments(self, ctx: AttackContext) -> dict[str, Any]:
+        """The keyword arguments of ``fedbench.attack.<name>``: the option's own keys (those beyond
+        the threat model), and whatever it needs from the round."""
         shared = {"name", "num_byzantine", "fraction", "omniscient"}
         return {k: v for k, v in vars(self).items() if k not in shared}
 
@@ -103,6 +117,10 @@ class Gaussian(ThreatModel):
     mean: float = option(0.0, number())
     std: float = option(1.0, number(min=0))
 
+    def arguments(self, ctx: AttackContext) -> dict[str, Any]:
+        gen = torch_generator(ctx.seed, "attack", ctx.round, device=ctx.reference.device)
+        return {**super().arguments(ctx), "generator": gen}
+
 
 @register("attack", "large")
 @dataclass
@@ -123,6 +141,9 @@ class NonFinite(ThreatModel):
 class Alie(ThreatModel):
     name: str = "alie"
     z: float | None = option(None, (lambda v: v is None or math.isfinite(v), "null (the paper's z) or a number"))
+
+    def arguments(self, ctx: AttackContext) -> dict[str, Any]:
+        return {**super().arguments(ctx), "n": ctx.n}  # the paper's z is a function of the round's n
 
 
 @register("attack", "ipm")
@@ -151,16 +172,24 @@ class Mimic(ThreatModel):
     name: str = "mimic"
     target: int = option(0, integer(0, note=" (row of the round's honest updates; wraps around)"))
 
+    def arguments(self, ctx: AttackContext) -> dict[str, Any]:
+        return {"target": self.target % len(ctx.reference)}
+
+
+class _Adaptive(ThreatModel):
+    """Searches its scale against the deployed aggregator."""
+
+    def arguments(self, ctx: AttackContext) -> dict[str, Any]:
+        return {**super().arguments(ctx), "aggregator": ctx.aggregator}
+
 
 @register("attack", "alie_adaptive")
 @dataclass
-class AlieAdaptive(ThreatModel):
+class AlieAdaptive(_Adaptive):
     name: str = "alie_adaptive"
-    adaptive: ClassVar[bool] = True
 
 
 @register("attack", "ipm_adaptive")
 @dataclass
-class IpmAdaptive(ThreatModel):
+class IpmAdaptive(_Adaptive):
     name: str = "ipm_adaptive"
-    adaptive: ClassVar[bool] = True

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fedbench.attack.options import AttackContext
 from fedbench.attack.poison import TrainingView, backdoor_view, label_flip_view
-from fedbench.rng import numpy_rng, torch_generator
+from fedbench.rng import numpy_rng
 from fedbench.round import RoundRecord
 
 
@@ -69,15 +70,7 @@ class AttackStage:
 
         honest = record.updates[torch.as_tensor(np.flatnonzero(~byz), device=rows.device)]
         reference = honest if self.cfg.omniscient and len(honest) else record.updates[rows]
-        kwargs = self.cfg.kwargs()
-        name = self.cfg.name
-        if name == "gaussian":
-            kwargs["generator"] = torch_generator(self.seed, "attack", record.round, device=reference.device)
-        elif name == "alie":
-            kwargs["n"] = record.n
-        elif name == "mimic":
-            kwargs["target"] = kwargs["target"] % len(reference)
-        if getattr(self.cfg, "adaptive", False):
-            kwargs["aggregator"] = aggregator
-        record.updates[rows] = getattr(attacks, name)(reference, f=count, **kwargs).to(record.updates.dtype)
+        ctx = AttackContext(record.round, record.n, reference, self.seed, aggregator)
+        rows_out = getattr(attacks, self.cfg.name)(reference, f=count, **self.cfg.arguments(ctx))
+        record.updates[rows] = rows_out.to(record.updates.dtype)
         return metrics

@@ -26,81 +26,80 @@ from fedbench.registry import integer, number, one_of, option, register
 ERROR_FEEDBACK = ("none", "ef", "ef21")
 
 
-# Casts, the same in both directions: name -> codec builder (None sends fp32). A lossy uplink
-# option has the key ``error_feedback`` (the downlink has none yet).
+@dataclass
+class Lossy:
+    """The key every lossy uplink option has (the downlink has none yet)."""
+
+    name: str = ""
+    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
+
+
+def _k(cfg: Any) -> tuple[float | None, int | None]:
+    """``(fraction, k)`` of a sparsifier: a set ``k`` overrides ``fraction``."""
+    return (cfg.fraction if cfg.k is None else None), cfg.k
+
+
+# Casts, the same in both directions: name -> codec builder (None sends fp32).
 _PLAIN = {"none": lambda cfg: None, "fp16": lambda cfg: FP16(), "bf16": lambda cfg: BF16()}
 for _group in ("uplink", "downlink"):
     for _name, _impl in _PLAIN.items():
-        _fields: list[Any] = [("name", str, _name)]
-        if _group == "uplink" and _name != "none":
-            _fields.append(("error_feedback", str, option("none", one_of(*ERROR_FEEDBACK))))
-        _schema = make_dataclass(f"{_group.title()}{_name.upper()}", _fields)
+        _base = (Lossy,) if _group == "uplink" and _name != "none" else ()
+        _schema = make_dataclass(f"{_group.title()}{_name.upper()}", [("name", str, _name)], bases=_base)
         _schema.__module__ = __name__
         register(_group, _name, impl=_impl)(_schema)
 
 
-@register("uplink", "topk", impl=lambda cfg: TopK(cfg.fraction if cfg.k is None else None, cfg.k, cfg.index_coding))
+@register("uplink", "topk", impl=lambda cfg: TopK(*_k(cfg), cfg.index_coding))
 @dataclass
-class UplinkTopK:
+class UplinkTopK(Lossy):
     name: str = "topk"
     fraction: float = option(0.01, number(0, 1, min_open=True))
     k: int | None = option(None, integer(1, nullable=True, note=" (null: from fraction)"))
     index_coding: str = option("varint", one_of(*INDEX_CODINGS))
-    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
 
 
-def _randk(cfg: Any) -> RandK:
-    return RandK(cfg.fraction if cfg.k is None else None, cfg.k, cfg.shared_seed, cfg.unbiased)
-
-
-@register("uplink", "randk", impl=_randk)
+@register("uplink", "randk", impl=lambda cfg: RandK(*_k(cfg), cfg.shared_seed, cfg.unbiased))
 @dataclass
-class UplinkRandK:
+class UplinkRandK(Lossy):
     name: str = "randk"
     fraction: float = option(0.01, number(0, 1, min_open=True))
     k: int | None = option(None, integer(1, nullable=True, note=" (null: from fraction)"))
     shared_seed: bool = True  # indices from randomness client and server share: the message is the values only
     unbiased: bool = False  # scale the kept values by d / k
-    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
 
 
 @register("uplink", "threshold", impl=lambda cfg: Threshold(cfg.threshold))
 @dataclass
-class UplinkThreshold:
+class UplinkThreshold(Lossy):
     name: str = "threshold"
     threshold: float = option(1e-3, number(min=0))
-    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
 
 
 @register("uplink", "qsgd", impl=lambda cfg: QSGD(cfg.levels, cfg.coding))
 @dataclass
-class UplinkQSGD:
+class UplinkQSGD(Lossy):
     name: str = "qsgd"
     levels: int = option(16, integer(1))
     coding: str = option("elias", one_of("elias", "fixed"))
-    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
 
 
 @register("uplink", "uniform", impl=lambda cfg: Uniform(cfg.bits))
 @dataclass
-class UplinkUniform:
+class UplinkUniform(Lossy):
     name: str = "uniform"
     bits: int = option(8, (lambda v: v is not None and 1 <= v <= 16, "an integer in [1, 16]"))
-    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
 
 
 @register("uplink", "terngrad", impl=lambda cfg: TernGrad())
 @dataclass
-class UplinkTernGrad:
+class UplinkTernGrad(Lossy):
     name: str = "terngrad"
-    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
 
 
 @register("uplink", "sign", impl=lambda cfg: ScaledSign())
 @dataclass
-class UplinkSign:
+class UplinkSign(Lossy):
     name: str = "sign"
-    error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
 
 
 @register("uplink", "sign_majority", impl=lambda cfg: MajoritySign(cfg.scale))
@@ -122,7 +121,7 @@ class UplinkSignMajority:
 
 @register("uplink", "powersgd", impl=lambda cfg: lambda shapes: PowerSGD(shapes, cfg.rank, cfg.min_compression))
 @dataclass
-class UplinkPowerSGD:
+class UplinkPowerSGD(Lossy):
     """Built per model: the impl takes the model's parameter shapes (``Simulation`` passes them).
     Each client's last ``Q`` (the warm start) is a row of the per-client store, ``uplink_powersgd``."""
 
@@ -132,9 +131,9 @@ class UplinkPowerSGD:
     error_feedback: str = option("ef", one_of(*ERROR_FEEDBACK))  # the paper's setting
 
 
-@register("uplink", "stc", impl=lambda cfg: STC(cfg.fraction if cfg.k is None else None, cfg.k))
+@register("uplink", "stc", impl=lambda cfg: STC(*_k(cfg)))
 @dataclass
-class UplinkSTC:
+class UplinkSTC(Lossy):
     """The uplink half of sparse ternary compression (Sattler et al. 2019), with the paper's
     residual accumulation (``error_feedback=ef``) on by default."""
 
