@@ -20,6 +20,8 @@ Streams:
   permutation, DnC's coordinate subsets, FLTrust's root-dataset draw (keyed by nothing).
 - ``compress``: a stochastic codec's randomness in round ``r`` (keyed by round): random-k's
   indices, QSGD's, uniform's and TernGrad's stochastic rounding.
+- ``downlink``: a stochastic downlink codec's randomness for the message that ends round ``r``
+  (keyed by round).
 """
 
 from __future__ import annotations
@@ -29,7 +31,18 @@ import zlib
 import numpy as np
 import torch
 
-STREAMS = ("partition", "init", "sampling", "batches", "data", "byzantine", "attack", "aggregator", "compress")
+STREAMS = (
+    "partition",
+    "init",
+    "sampling",
+    "batches",
+    "data",
+    "byzantine",
+    "attack",
+    "aggregator",
+    "compress",
+    "downlink",
+)
 
 
 def _key(seed: int, stream: str, *keys: int) -> list[int]:

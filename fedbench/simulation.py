@@ -31,6 +31,7 @@ import torch
 from fedbench.aggregator.stage import AggregatorStage, detection
 from fedbench.attack.poison import add_trigger, trigger_value
 from fedbench.attack.stage import AttackStage
+from fedbench.compress.downlink import DownlinkStage
 from fedbench.compress.stage import UplinkStage
 from fedbench.config import ConfigError, RunConfig
 from fedbench.data import load_dataset
@@ -150,12 +151,16 @@ class Simulation:
         self.server = entry("server_opt", run.server_opt.name).impl(run.server_opt)
         self.server_state = self.server.init(self.params)
         # codecs of the messages (fedbench/compress): None sends fp32
-        self.uplink_codec = entry("uplink", run.uplink.name).impl(run.uplink)
-        if callable(self.uplink_codec) and not hasattr(self.uplink_codec, "roundtrip"):
-            self.uplink_codec = self.uplink_codec(self.layout.shapes)  # a codec built per model (PowerSGD)
+        self.uplink_codec = self._codec("uplink", run.uplink)
         feedback = getattr(run.uplink, "error_feedback", "none")
         self.uplink_stage = UplinkStage(self.uplink_codec, feedback, run.seed, self.client_state, self.layout.dim)
-        self.downlink_codec = entry("downlink", run.downlink.name).impl(run.downlink)
+        self.downlink_codec = self._codec("downlink", run.downlink)
+        self.downlink_stage = None  # a delta scheme's state; the casts send the model itself
+        if hasattr(run.downlink, "cache_rounds"):
+            down = run.downlink
+            self.downlink_stage = DownlinkStage(
+                self.downlink_codec, down.error_feedback, down.cache_rounds, run.seed, run.num_clients, self.layout.dim
+            )
         vote = getattr(self.uplink_codec, "vote", None)  # signSGD's majority replaces the aggregator
         f = run.aggregator.assumed_f(run)
         self.aggregator = AggregatorStage(run.aggregator, f, run.seed, self.layout.dim, self.device, vote)
@@ -166,6 +171,14 @@ class Simulation:
         self.server_transform_states = [t.init(self.layout.dim) for t in self.server_transforms]
         self.round = 0
         self.totals = {"uplink_bytes_cum": 0, "downlink_bytes_cum": 0}
+
+    def _codec(self, group: str, cfg: Any) -> Any:
+        """The codec of option ``cfg`` of ``group`` (None: fp32); one built per model (PowerSGD's
+        layer shapes) gets the model's parameter shapes."""
+        codec = entry(group, cfg.name).impl(cfg)
+        if callable(codec) and not hasattr(codec, "roundtrip"):
+            codec = codec(self.layout.shapes)
+        return codec
 
     def _partition(self) -> None:
         run = self.run
@@ -232,6 +245,7 @@ class Simulation:
             "engine": self.engine.state_dict(),
             "totals": dict(self.totals),
             "aggregator": self.aggregator.state_dict(),
+            "downlink": {} if self.downlink_stage is None else self.downlink_stage.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -248,6 +262,8 @@ class Simulation:
         self.engine.load_state_dict(state["engine"])
         self.totals = {k: int(v) for k, v in state["totals"].items()}
         self.aggregator.load_state_dict(state.get("aggregator", {}))
+        if self.downlink_stage is not None:
+            self.downlink_stage.load_state_dict(state["downlink"], self.device)
 
     # ---- stages ----------------------------------------------------------------------------------
     def select(self, r: int) -> tuple[RoundRecord, dict[str, float]]:
@@ -259,19 +275,26 @@ class Simulation:
         return record, {"num_selected": len(chosen)}
 
     def broadcast(self, record: RoundRecord) -> tuple[torch.Tensor, dict[str, float]]:
-        """The global model, and the algorithm's payloads, to every selected client. With a
-        downlink codec the clients train from the decoded model (their updates are taken
-        against it, and the server applies the aggregate to its own fp32 model)."""
-        if self.downlink_codec is None:
-            record.add_bytes("downlink", "model", record.n * fp32_bytes(self.params))
-            w0 = self.params
+        """The global model, and the algorithm's payloads (as fp32), to every selected client.
+        A cast downlink (``fp16``, ``bf16``) sends the model itself and the clients train from the
+        decoded copy (their updates are taken against it; the server keeps its fp32 model); a
+        delta scheme sends each client the compressed deltas it missed
+        (:mod:`fedbench.compress.downlink`), and clients train from the public model."""
+        metrics: dict[str, float] = {}
+        w0 = self.params
+        full = fp32_bytes(self.params)
+        if self.downlink_stage is not None:
+            metrics = self.downlink_stage.send(record)
+        elif self.downlink_codec is None:
+            record.add_bytes("downlink", "model", record.n * full)
         else:
             decoded, nbytes = self.downlink_codec.roundtrip(self.params.view(1, -1))
             record.add_bytes("downlink", "model", record.n * int(nbytes[0]))
+            metrics["downlink_compression"] = full / int(nbytes[0])
             w0 = decoded[0]
         for name, t in self.algorithm.broadcast_payloads(self).items():
             record.add_bytes("downlink", name, record.n * fp32_bytes(t))
-        return w0, {}
+        return w0, metrics
 
     def local_train(self, record: RoundRecord, w0: torch.Tensor) -> dict[str, float]:
         """Every selected client trains from ``w0`` with the local rule and its constant term
@@ -351,7 +374,12 @@ class Simulation:
         return aggregate, metrics
 
     def server_update(self, aggregate: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The server optimizer's step on the public model; a delta downlink sends (and so
+        applies) its compressed message instead (:mod:`fedbench.compress.downlink`)."""
         step, self.server_state, metrics = self.server.update(aggregate, self.server_state)
+        if self.downlink_stage is not None:
+            step, m = self.downlink_stage.compress(step, self.round + 1)
+            metrics = metrics | m
         return self.params + step, metrics
 
     def evaluate(self) -> dict[str, float]:

@@ -63,6 +63,9 @@ class SignalAt:
         ("algorithm=scaffold", "server_opt=adam"),  # per-client state, server state, optimizer state
         ("algorithm=feddyn", "server_opt=sgd", "server_opt.momentum=0.9"),
         ("uplink=topk", "uplink.fraction=0.1", "downlink=bf16"),  # codecs are stateless: nothing to save
+        # the downlink's residual, PowerSGD's Q and which messages each client has
+        ("uplink=powersgd", "downlink=powersgd", "downlink.cache_rounds=2"),
+        ("downlink=stc", "downlink.k=20", "downlink.cache_rounds=2"),
     ],
 )
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, extra):

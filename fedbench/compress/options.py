@@ -1,11 +1,13 @@
 """The ``uplink`` and ``downlink`` config groups: which codec carries the clients' updates to the
 server, and the global model to the clients.
 
-``uplink=none|fp16|bf16|topk|randk|threshold|qsgd|uniform|terngrad|sign`` (see each codec's
-module for its keys and wire format; every lossy
-uplink option: ``error_feedback`` in ``none``, ``ef``, ``ef21``, see
-:mod:`fedbench.compress.feedback`); ``downlink=none|fp16|bf16``. ``none`` is fp32 (4 bytes per
-value). The codec's byte count is what the round's ``uplink_bytes`` / ``downlink_bytes`` report.
+``uplink=none|fp16|bf16|topk|randk|threshold|qsgd|uniform|terngrad|sign|sign_majority|powersgd|stc``
+(see each codec's module for its keys and wire format; every lossy uplink option but
+``sign_majority``: ``error_feedback`` in ``none``, ``ef``, ``ef21``, see
+:mod:`fedbench.compress.feedback`). ``downlink`` has the same options but ``sign_majority``:
+``fp16``/``bf16`` send the model itself, the other lossy ones the model's delta, with the same keys
+plus ``cache_rounds`` (:mod:`fedbench.compress.downlink`). ``none`` is fp32 (4 bytes per value).
+The codec's byte count is what the round's ``uplink_bytes`` / ``downlink_bytes`` report.
 """
 
 from __future__ import annotations
@@ -28,10 +30,25 @@ ERROR_FEEDBACK = ("none", "ef", "ef21")
 
 @dataclass
 class Lossy:
-    """The key every lossy uplink option has (the downlink has none yet)."""
+    """The key every lossy option has (on the downlink, the casts send the model and have none)."""
 
     name: str = ""
     error_feedback: str = option("none", one_of(*ERROR_FEEDBACK))
+
+
+def both(name: str, impl: Any):
+    """Class decorator: register ``schema`` as uplink option ``name`` and, with ``cache_rounds``
+    added, as downlink option ``name`` (a delta scheme, :mod:`fedbench.compress.downlink`)."""
+
+    def wrap(schema: type) -> type:
+        register("uplink", name, impl=impl)(schema)
+        cache = option(None, integer(1, nullable=True, note=" (null: every message since the client's last copy)"))
+        down = make_dataclass(schema.__name__.replace("Uplink", "Downlink"), [("cache_rounds", int | None, cache)], bases=(schema,))
+        down.__module__ = __name__
+        register("downlink", name, impl=impl)(down)
+        return schema
+
+    return wrap
 
 
 def _k(cfg: Any) -> tuple[float | None, int | None]:
@@ -49,7 +66,7 @@ for _group in ("uplink", "downlink"):
         register(_group, _name, impl=_impl)(_schema)
 
 
-@register("uplink", "topk", impl=lambda cfg: TopK(*_k(cfg), cfg.index_coding))
+@both("topk", impl=lambda cfg: TopK(*_k(cfg), cfg.index_coding))
 @dataclass
 class UplinkTopK(Lossy):
     name: str = "topk"
@@ -58,7 +75,7 @@ class UplinkTopK(Lossy):
     index_coding: str = option("varint", one_of(*INDEX_CODINGS))
 
 
-@register("uplink", "randk", impl=lambda cfg: RandK(*_k(cfg), cfg.shared_seed, cfg.unbiased))
+@both("randk", impl=lambda cfg: RandK(*_k(cfg), cfg.shared_seed, cfg.unbiased))
 @dataclass
 class UplinkRandK(Lossy):
     name: str = "randk"
@@ -68,14 +85,14 @@ class UplinkRandK(Lossy):
     unbiased: bool = False  # scale the kept values by d / k
 
 
-@register("uplink", "threshold", impl=lambda cfg: Threshold(cfg.threshold))
+@both("threshold", impl=lambda cfg: Threshold(cfg.threshold))
 @dataclass
 class UplinkThreshold(Lossy):
     name: str = "threshold"
     threshold: float = option(1e-3, number(min=0))
 
 
-@register("uplink", "qsgd", impl=lambda cfg: QSGD(cfg.levels, cfg.coding))
+@both("qsgd", impl=lambda cfg: QSGD(cfg.levels, cfg.coding))
 @dataclass
 class UplinkQSGD(Lossy):
     name: str = "qsgd"
@@ -83,20 +100,20 @@ class UplinkQSGD(Lossy):
     coding: str = option("elias", one_of("elias", "fixed"))
 
 
-@register("uplink", "uniform", impl=lambda cfg: Uniform(cfg.bits))
+@both("uniform", impl=lambda cfg: Uniform(cfg.bits))
 @dataclass
 class UplinkUniform(Lossy):
     name: str = "uniform"
     bits: int = option(8, (lambda v: v is not None and 1 <= v <= 16, "an integer in [1, 16]"))
 
 
-@register("uplink", "terngrad", impl=lambda cfg: TernGrad())
+@both("terngrad", impl=lambda cfg: TernGrad())
 @dataclass
 class UplinkTernGrad(Lossy):
     name: str = "terngrad"
 
 
-@register("uplink", "sign", impl=lambda cfg: ScaledSign())
+@both("sign", impl=lambda cfg: ScaledSign())
 @dataclass
 class UplinkSign(Lossy):
     name: str = "sign"
@@ -119,7 +136,7 @@ class UplinkSignMajority:
         return None
 
 
-@register("uplink", "powersgd", impl=lambda cfg: lambda shapes: PowerSGD(shapes, cfg.rank, cfg.min_compression))
+@both("powersgd", impl=lambda cfg: lambda shapes: PowerSGD(shapes, cfg.rank, cfg.min_compression))
 @dataclass
 class UplinkPowerSGD(Lossy):
     """Built per model: the impl takes the model's parameter shapes (``Simulation`` passes them).
@@ -131,11 +148,11 @@ class UplinkPowerSGD(Lossy):
     error_feedback: str = option("ef", one_of(*ERROR_FEEDBACK))  # the paper's setting
 
 
-@register("uplink", "stc", impl=lambda cfg: STC(*_k(cfg)))
+@both("stc", impl=lambda cfg: STC(*_k(cfg)))
 @dataclass
 class UplinkSTC(Lossy):
-    """The uplink half of sparse ternary compression (Sattler et al. 2019), with the paper's
-    residual accumulation (``error_feedback=ef``) on by default."""
+    """Sparse ternary compression (Sattler et al. 2019), with the paper's residual accumulation
+    (``error_feedback=ef``) on by default; on the downlink, the server's residual."""
 
     name: str = "stc"
     fraction: float = option(0.01, number(0, 1, min_open=True))

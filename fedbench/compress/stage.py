@@ -23,6 +23,16 @@ from fedbench.round import RoundRecord, fp32_bytes
 from fedbench.state import ClientState
 
 
+def run_codec(codec: Any, v: torch.Tensor, generator: torch.Generator, state: torch.Tensor | None = None):
+    """``(decoded, nbytes, state)``: ``codec``'s fast path on the rows ``v`` ``(n, d)``, drawing a
+    stochastic codec's randomness from ``generator`` and threading a stateful codec's ``state``."""
+    if getattr(codec, "stateful", False):
+        return codec.roundtrip(v, state, generator)
+    if getattr(codec, "stochastic", False):
+        return (*codec.roundtrip(v, codec.draw(*v.shape, generator)), state)
+    return (*codec.roundtrip(v), state)
+
+
 class UplinkStage:
     def __init__(self, codec: Any, error_feedback: str, seed: int, client_state: ClientState, dim: int):
         self.codec = codec
@@ -33,17 +43,14 @@ class UplinkStage:
 
     def roundtrip(self, v: torch.Tensor, record: RoundRecord, upload: int = 0, state: str = ""):
         """The codec's fast path on ``v`` (decoded rows, bytes per row), with the round's draws."""
-        codec = self.codec
         gen = torch_generator(self.seed, "compress", record.round, upload, device=v.device)
-        if getattr(codec, "stateful", False):
-            name = f"uplink_{codec.name}{state}"
-            q = self.store.get(name, record.clients, codec.state_dim, v.device)
-            decoded, nbytes, q = codec.roundtrip(v, q, gen)
-            self.store.set(name, record.clients, q)
-            return decoded, nbytes
-        if getattr(codec, "stochastic", False):
-            return codec.roundtrip(v, codec.draw(*v.shape, gen))
-        return codec.roundtrip(v)
+        if not getattr(self.codec, "stateful", False):
+            return run_codec(self.codec, v, gen)[:2]
+        name = f"uplink_{self.codec.name}{state}"
+        q = self.store.get(name, record.clients, self.codec.state_dim, v.device)
+        decoded, nbytes, q = run_codec(self.codec, v, gen, q)
+        self.store.set(name, record.clients, q)
+        return decoded, nbytes
 
     def __call__(self, record: RoundRecord) -> dict[str, float]:
         """Encode the round's uploads; returns ``uplink_compression`` (fp32 bytes / sent bytes of the

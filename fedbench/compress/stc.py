@@ -1,4 +1,4 @@
-"""Sparse Ternary Compression, the uplink half (Sattler, Wiedemann, Müller & Samek 2019, "Robust and
+"""Sparse Ternary Compression (Sattler, Wiedemann, Müller & Samek 2019, "Robust and
 communication-efficient federated learning from non-i.i.d. data", IEEE TNNLS; STC's Algorithm 1 and
 its Golomb position encoding).
 
@@ -11,6 +11,9 @@ those ``k`` entries (accumulated in fp64, rounded to the fp32 that is sent), and
 counts in ``mu`` (the paper's ``1/k``) but decodes to 0 and is not sent. The ``m <= k`` sent
 entries are the selected ones with ``x_i != 0`` (NaN included, sent as positive). Deterministic;
 no error feedback here (wrap it with :mod:`fedbench.compress.feedback` for STC's residuals).
+The same codec is STC's downlink: :mod:`fedbench.compress.downlink` compresses the server's step
+with the server's residual and charges a client that sat out the messages it missed (the paper's
+caching of partial sums).
 
 **Golomb parameter.** With ``p = k / d`` (the sparsity rate, known to both sides from the codec's
 ``fraction``/``k`` and ``d``) and ``phi = (1 + sqrt 5) / 2``,
