@@ -22,7 +22,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -35,10 +35,11 @@ from fedbench.compress.downlink import DownlinkStage
 from fedbench.compress.stage import UplinkStage
 from fedbench.config import ConfigError, RunConfig
 from fedbench.data import load_dataset
+from fedbench.data.skew import feature_skew
 from fedbench.engine import FlatParams, LocalRule, make_engine, make_schedule
 from fedbench.evaluate import client_accuracy, fairness, per_sample
 from fedbench.models import build_model
-from fedbench.partition import PARTITIONERS, PartitionError, partition_stats
+from fedbench.partition import PARTITIONERS, PartitionError, partition_stats, split_options
 from fedbench.registry import entry
 from fedbench.rng import numpy_rng
 from fedbench.round import RoundRecord, fp32_bytes
@@ -142,7 +143,7 @@ class Simulation:
                 eng.compile,
                 eng.trace,
                 eng.trace_after,
-                self.data.prep,
+                self.train_prep,
             )
         except ValueError as e:
             raise ConfigError(str(e)) from None
@@ -181,8 +182,11 @@ class Simulation:
         return codec
 
     def _partition(self) -> None:
+        """The clients' samples (:attr:`parts`), then the training batch function
+        (:attr:`train_prep`): the dataset's, with the partition's feature skew (``noise``,
+        ``rotation``) when on. Evaluation keeps the dataset's clean ``data.prep``."""
         run = self.run
-        opts = asdict(run.partition)
+        opts, keys = split_options(asdict(run.partition))
         name = opts.pop("name")
         labels = self.data.y_train.cpu().numpy()
         if self.data.groups is not None and "groups" in inspect.signature(PARTITIONERS[name]).parameters:
@@ -197,6 +201,11 @@ class Simulation:
         for c, idx in enumerate(self.parts):
             owner[idx] = c
         self.owner = torch.as_tensor(owner, device=self.device)
+        try:
+            skew = feature_skew(run.num_clients, keys["noise"], keys["rotation"], self.data.name, self.data.x_train)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self.train_prep = self.data.prep if skew is None else replace(self.data.prep, skew=skew)
 
     def _poison(self) -> None:
         """The samples the engines train on (:attr:`train_view`): the clean training set, or the
@@ -302,7 +311,7 @@ class Simulation:
         server trains on its root dataset too."""
         parts = self.train_view.parts
         schedules = [
-            make_schedule(parts[c], self.local, self.run.seed, record.round, int(c), self.data.prep)
+            make_schedule(parts[c], self.local, self.run.seed, record.round, int(c), self.train_prep)
             for c in record.clients
         ]
         if self.root is not None:

@@ -57,6 +57,7 @@ def test_registry():
         "classes_per_client": classes_per_client,
         "quantity": quantity,
         "natural": natural,
+        "feature": iid,  # the iid split; its feature skew is applied per batch
     }
     assert issubclass(PartitionError, ValueError)
 

@@ -30,6 +30,7 @@ from fedbench.partition import (
     partition_stats,
     quantity,
     shards,
+    split_options,
 )
 from fedbench.registry import defaults, options, range_errors
 from fedbench.rng import numpy_rng
@@ -85,9 +86,11 @@ def test_registered_as_functions_and_options():
         assert PARTITIONERS[name] is fn
         schema = options("partition")[name].schema
         assert schema().name == name
-    assert defaults(options("partition")["shards"].schema) == {"name": "shards", "shards_per_client": 2}
-    assert defaults(options("partition")["classes_per_client"].schema) == {"name": "classes_per_client", "k": 2}
+    skew = {"noise": 0.0, "rotation": 0.0}  # every option's feature-skew keys (tests/test_feature_skew.py)
+    assert defaults(options("partition")["shards"].schema) == {"name": "shards", "shards_per_client": 2, **skew}
+    assert defaults(options("partition")["classes_per_client"].schema) == {"name": "classes_per_client", "k": 2, **skew}
     assert defaults(options("partition")["quantity"].schema) == {
+        **skew,
         "name": "quantity",
         "law": "dirichlet",
         "beta": 0.5,
@@ -110,6 +113,12 @@ def test_registered_as_functions_and_options():
         ("quantity", "exponent", 0.0, 0.1),
         ("quantity", "min_size", -1, 0),
         ("quantity", "max_attempts", 0, 1),
+        ("dirichlet_client", "sizes", "zipf", "lognormal"),
+        ("dirichlet_client", "min_size", -1, 0),
+        ("iid", "noise", -0.1, 0.0),
+        ("feature", "noise", float("nan"), 2.0),
+        ("shards", "rotation", 360.5, 360.0),
+        ("dirichlet_class", "rotation", -1.0, 0.0),
     ],
 )
 def test_config_range_checks(name, key, bad, good):
@@ -119,10 +128,12 @@ def test_config_range_checks(name, key, bad, good):
     assert range_errors(schema(**{key: good}), "partition.") == []
 
 
-@pytest.mark.parametrize("name", ["shards", "classes_per_client", "quantity"])
+@pytest.mark.parametrize("name", ["shards", "classes_per_client", "quantity", "dirichlet_client", "feature"])
 def test_config_keys_are_the_function_keywords(name):
-    """The simulator calls ``PARTITIONERS[name](labels, N, rng=..., **fields minus name)``."""
-    opts = defaults(options("partition")[name].schema)
+    """The simulator calls ``PARTITIONERS[name](labels, N, rng=..., **fields minus name)``, the
+    feature-skew keys split off (the batch function applies them)."""
+    opts, skew = split_options(defaults(options("partition")[name].schema))
+    assert set(skew) == {"noise", "rotation"}
     opts.pop("name")
     parts = PARTITIONERS[name](BALANCED, 6, rng=stream(0), **opts)
     check_parts(parts, BALANCED.size, 6)

@@ -24,7 +24,9 @@ class Schedule:
 
     index: np.ndarray  # (steps, batch_size) int64
     lengths: np.ndarray  # (steps,) int64
-    aug: np.ndarray | None = None  # (steps, batch_size, 3) int64 crop offsets and flip bit, when augmenting
+    # (steps, batch_size, 3) int64 crop offsets and flip bit when augmenting; (steps, batch_size, 6)
+    # with feature skew: then also the client, the step's noise seed and the slot (fedbench/data/batch.py)
+    aug: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -40,7 +42,8 @@ def make_schedule(
     ``batch_size``; the batch order depends only on (seed, round, client), never on the engine.
     When ``prep`` (a :class:`~fedbench.data.batch.BatchPrep`) augments, each batch slot's crop
     offsets and flip bit are drawn from the same stream after the permutations, so turning
-    augmentation on leaves the batches themselves unchanged.
+    augmentation on leaves the batches themselves unchanged; with feature skew, one noise seed per
+    step is drawn after those, so noise leaves the batches and their augmentation unchanged.
     """
     n, b = len(samples), local.batch_size
     if n == 0:
@@ -59,8 +62,8 @@ def make_schedule(
         lengths[e * per_epoch : (e + 1) * per_epoch] = b
         lengths[(e + 1) * per_epoch - 1] = n - (per_epoch - 1) * b
     aug = None
-    if prep is not None and prep.augments:
-        from fedbench.data.batch import draw_augmentation
+    if prep is not None and (prep.augments or getattr(prep, "skew", None) is not None):
+        from fedbench.data.batch import draw_sample_info
 
-        aug = draw_augmentation(rng, index.shape, prep.crop_padding, prep.hflip)[:steps]
+        aug = draw_sample_info(rng, index.shape, prep, client)[:steps]
     return Schedule(index[:steps], lengths[:steps], aug)

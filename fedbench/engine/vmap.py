@@ -162,12 +162,13 @@ class VmapEngine:
         max_steps = max(s.steps for s in schedules)
         index = np.zeros((max_steps, n, b), np.int64)
         mask = np.zeros((max_steps, n, b), np.float32)
-        aug = np.zeros((max_steps, n, b, 3), np.int64) if schedules[0].aug is not None else None
+        cols = next((s.aug.shape[-1] for s in schedules if s.aug is not None), 0)  # 3, or 6 with feature skew
+        aug = np.zeros((max_steps, n, b, cols), np.int64) if cols else None
         for c, s in enumerate(schedules):
             valid = s.index >= 0
             index[: s.steps, c] = np.where(valid, s.index, 0)
             mask[: s.steps, c] = valid
-            if aug is not None:
+            if aug is not None and s.aug is not None:  # an empty client's schedule has no rows
                 aug[: s.steps, c] = s.aug
         index_t = torch.as_tensor(index, device=self.x.device)
         mask_t = torch.as_tensor(mask, device=device)

@@ -14,11 +14,12 @@ import numpy as np
 from fedbench.registry import integer, option, register
 
 from .base import PartitionError, check_int, check_labels, class_pools
+from .feature import FeatureSkewOptions
 
 
 @register("partition", "classes_per_client")
 @dataclass
-class ClassesPerClientConfig:
+class ClassesPerClientConfig(FeatureSkewOptions):
     name: str = "classes_per_client"
     k: int = option(2, integer(1))
 

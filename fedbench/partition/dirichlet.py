@@ -25,17 +25,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedbench.registry import integer, number, option, register
+from fedbench.registry import integer, number, one_of, option, register
 
 from .base import PartitionError, as_parts, check_alpha, check_int, check_labels, check_min_size
 from .base import class_pools as _class_pools
+from .feature import FeatureSkewOptions
+from .quantity import LAWS, check_law, draw_sizes
 
 _ALPHA = number(min=0, min_open=True)
 
 
 @register("partition", "dirichlet_class")
 @dataclass
-class DirichletClassConfig:
+class DirichletClassConfig(FeatureSkewOptions):
     name: str = "dirichlet_class"
     alpha: float = option(0.5, _ALPHA)
     min_size: int = option(10, integer(0))
@@ -45,10 +47,16 @@ class DirichletClassConfig:
 
 @register("partition", "dirichlet_client")
 @dataclass
-class DirichletClientConfig:
+class DirichletClientConfig(FeatureSkewOptions):
     name: str = "dirichlet_client"
     alpha: float = option(0.5, _ALPHA)
     client_size: int | None = option(None, integer(1, nullable=True))
+    sizes: str = option("equal", one_of("equal", *LAWS))
+    beta: float = option(0.5, number(min=0, min_open=True))
+    sigma: float = option(1.0, number(min=0))
+    exponent: float = option(1.5, number(min=0, min_open=True))
+    min_size: int = option(10, integer(0))
+    max_attempts: int = option(100_000, integer(1))
 
 
 def _balanced(p: np.ndarray, sizes: np.ndarray, cap: float) -> np.ndarray:
@@ -152,8 +160,14 @@ def dirichlet_per_client(
     alpha: float,
     rng: np.random.Generator,
     client_size: int | None = None,
+    sizes: str = "equal",
+    beta: float = 0.5,
+    sigma: float = 1.0,
+    exponent: float = 1.5,
+    min_size: int = 10,
+    max_attempts: int = 100_000,
 ) -> list[np.ndarray]:
-    """Per-client Dirichlet class priors (Hsu, Qi & Brown 2019).
+    """Per-client Dirichlet class priors (Hsu, Qi & Brown 2019), optionally with skewed sizes.
 
     Hsu, Qi & Brown 2019, "Measuring the Effects of Non-Identical Data Distribution for Federated
     Visual Classification". With ``p`` the global class distribution (class counts / total, over classes
@@ -166,6 +180,13 @@ def dirichlet_per_client(
     simply unused. Clients are filled in order, so when ``num_clients * client_size`` is close to
     ``len(labels)`` the last clients get what is left and are less skewed than their ``q_i``; a smaller
     ``client_size`` leaves slack.
+
+    Quantity x label skew: with ``sizes`` one of ``dirichlet``, ``lognormal``, ``powerlaw``, client
+    ``i`` receives ``s_i`` samples instead, ``s`` drawn first by that law of
+    :func:`fedbench.partition.quantity.quantity` (keys ``beta``, ``sigma``, ``exponent``,
+    ``min_size``, ``max_attempts``) over the total ``T = client_size * N``, so ``client_size`` is the
+    mean size; then each client in turn draws its prior and its ``s_i`` samples as above. With
+    ``sizes="equal"`` (default) nothing is drawn for the sizes and those keys are unused.
 
     Edge cases: a non-finite or all-zero ``q_i`` (underflow at tiny alpha) is replaced by a one-hot
     vector on a class drawn with probability ``p``, the ``alpha -> 0`` limit; if ``q_i`` has no mass
@@ -187,6 +208,16 @@ def dirichlet_per_client(
             f"client_size={client_size} x num_clients={num_clients} needs {client_size * num_clients} "
             f"samples but there are only {n}; use a smaller client_size or fewer clients"
         )
+    per_client = np.full(num_clients, client_size, dtype=np.int64)
+    if sizes != "equal":
+        law = check_law("sizes", sizes, ("equal", *LAWS), beta, sigma, exponent, min_size, max_attempts)
+        if law[3] > client_size:
+            raise PartitionError(
+                f"min_size={law[3]} is more than the mean client size client_size={client_size}; "
+                "use a smaller min_size, a larger client_size or fewer clients"
+            )
+        key = ("dirichlet_client", "sizes")
+        per_client = draw_sizes(sizes, client_size * num_clients, num_clients, rng, *law, key=key)
     classes, pools = _class_pools(labels)
     pools = [rng.permutation(pool) for pool in pools]
     left = np.array([pool.size for pool in pools], dtype=np.int64)
@@ -195,14 +226,14 @@ def dirichlet_per_client(
     concentration = np.maximum(alpha * prior, np.finfo(float).tiny)
     used = np.zeros_like(left)
     parts = []
-    for _ in range(num_clients):
+    for need in per_client:
         q = rng.dirichlet(concentration)
         if not (np.all(np.isfinite(q)) and q.sum() > 0):
             q = np.zeros(classes.size)
             q[rng.choice(classes.size, p=prior)] = 1.0
-        take = _fill(q, left, client_size, rng)
+        take = _fill(q, left, int(need), rng)
         chunks = [pools[c][used[c] : used[c] + take[c]] for c in np.flatnonzero(take)]
         used += take
         left -= take
-        parts.append(np.sort(np.concatenate(chunks)).astype(np.int64, copy=False))
+        parts.append(np.sort(np.concatenate([np.zeros(0, np.int64), *chunks])).astype(np.int64, copy=False))
     return parts

@@ -9,11 +9,12 @@ import numpy as np
 from fedbench.registry import register
 
 from .base import check_int, check_labels
+from .feature import FeatureSkewOptions
 
 
 @register("partition", "iid")
 @dataclass
-class IIDConfig:
+class IIDConfig(FeatureSkewOptions):
     name: str = "iid"
 
 

@@ -10,11 +10,12 @@ import numpy as np
 from fedbench.registry import one_of, option, options, register
 
 from .base import PartitionError, check_int, check_labels
+from .feature import FeatureSkewOptions
 
 
 @register("partition", "natural")
 @dataclass
-class NaturalConfig:
+class NaturalConfig(FeatureSkewOptions):
     name: str = "natural"
     select: str = option("first", one_of("first", "random"))
 

@@ -16,6 +16,7 @@ import numpy as np
 from fedbench.registry import integer, number, one_of, option, register
 
 from .base import PartitionError, as_parts, check_int, check_labels, check_min_size, check_real, cut_sizes
+from .feature import FeatureSkewOptions
 
 LAWS = ("dirichlet", "lognormal", "powerlaw")
 _BATCH = 1024  # Dirichlet redraws are drawn this many at a time
@@ -23,7 +24,7 @@ _BATCH = 1024  # Dirichlet redraws are drawn this many at a time
 
 @register("partition", "quantity")
 @dataclass
-class QuantityConfig:
+class QuantityConfig(FeatureSkewOptions):
     name: str = "quantity"
     law: str = option("dirichlet", one_of(*LAWS))
     beta: float = option(0.5, number(min=0, min_open=True))
@@ -39,7 +40,7 @@ def _softmax(logw: np.ndarray) -> np.ndarray:
 
 
 def _dirichlet_sizes(
-    n: int, num_clients: int, beta: float, min_size: int, max_attempts: int, rng: np.random.Generator
+    n: int, num_clients: int, beta: float, min_size: int, max_attempts: int, rng: np.random.Generator, key: tuple
 ) -> np.ndarray:
     """NIID-Bench's redraw loop, in batches: the first row ``q ~ Dir(beta * 1_N)`` with ``min(q) * n >= min_size``."""
     tried = 0
@@ -60,11 +61,48 @@ def _dirichlet_sizes(
             return sizes[int(np.argmax(ok))]
         best = max(best, int(sizes.min()))
         tried += b
+    who, key = key
     raise PartitionError(
-        f"quantity with law=dirichlet found no sizes with every client >= min_size={min_size} samples in "
+        f"{who} with {key}=dirichlet found no sizes with every client >= min_size={min_size} samples in "
         f"{max_attempts} draws (beta={beta:g}, num_clients={num_clients}, {n} samples; best draw's smallest "
-        f"client had {best}); use a larger beta, fewer clients, a smaller min_size, or law=lognormal or "
-        "law=powerlaw (which guarantee min_size without redraws)"
+        f"client had {best}); use a larger beta, fewer clients, a smaller min_size, or {key}=lognormal or "
+        f"{key}=powerlaw (which guarantee min_size without redraws)"
+    )
+
+
+def draw_sizes(
+    law: str,
+    total: int,
+    num_clients: int,
+    rng: np.random.Generator,
+    beta: float,
+    sigma: float,
+    exponent: float,
+    min_size: int,
+    max_attempts: int,
+    key: tuple[str, str] = ("quantity", "law"),
+) -> np.ndarray:
+    """Client sizes summing to ``total`` by ``law`` (see :func:`quantity`); arguments already checked,
+    ``num_clients * min_size <= total``. ``key`` (option, key) names the law in the redraw error."""
+    if law == "dirichlet":
+        return _dirichlet_sizes(total, num_clients, beta, min_size, max_attempts, rng, key)
+    if law == "lognormal":
+        logw = sigma * rng.standard_normal(num_clients)
+    else:
+        logw = rng.standard_exponential(num_clients) / exponent
+    return min_size + cut_sizes(_softmax(logw), total - num_clients * min_size)
+
+
+def check_law(key: str, law: str, laws: tuple[str, ...], beta, sigma, exponent, min_size, max_attempts) -> tuple:
+    """The size law's arguments checked (:class:`PartitionError` naming ``key`` for a bad law)."""
+    if law not in laws:
+        raise PartitionError(f"{key} must be one of {', '.join(laws)}, got {law!r}")
+    return (
+        check_real("beta", beta, 0.0, True, "; small beta (e.g. 0.1) gives very unequal sizes"),
+        check_real("sigma", sigma, 0.0, False),
+        check_real("exponent", exponent, 0.0, True),
+        check_int("min_size", min_size, 0),
+        check_int("max_attempts", max_attempts, 1),
     )
 
 
@@ -108,22 +146,11 @@ def quantity(
     """
     labels = check_labels(labels)
     num_clients = check_int("num_clients", num_clients, 1)
-    if law not in LAWS:
-        raise PartitionError(f"law must be one of {', '.join(LAWS)}, got {law!r}")
-    beta = check_real("beta", beta, 0.0, True, "; small beta (e.g. 0.1) gives very unequal sizes")
-    sigma = check_real("sigma", sigma, 0.0, False)
-    exponent = check_real("exponent", exponent, 0.0, True)
-    min_size = check_int("min_size", min_size, 0)
-    max_attempts = check_int("max_attempts", max_attempts, 1)
+    beta, sigma, exponent, min_size, max_attempts = check_law(
+        "law", law, LAWS, beta, sigma, exponent, min_size, max_attempts
+    )
     n = labels.size
     check_min_size(min_size, num_clients, n)
     perm = rng.permutation(n)
-    if law == "dirichlet":
-        sizes = _dirichlet_sizes(n, num_clients, beta, min_size, max_attempts, rng)
-    else:
-        if law == "lognormal":
-            logw = sigma * rng.standard_normal(num_clients)
-        else:
-            logw = rng.standard_exponential(num_clients) / exponent
-        sizes = min_size + cut_sizes(_softmax(logw), n - num_clients * min_size)
+    sizes = draw_sizes(law, n, num_clients, rng, beta, sigma, exponent, min_size, max_attempts)
     return as_parts(perm, sizes)

@@ -16,11 +16,12 @@ import numpy as np
 from fedbench.registry import integer, option, register
 
 from .base import PartitionError, check_int, check_labels
+from .feature import FeatureSkewOptions
 
 
 @register("partition", "shards")
 @dataclass
-class ShardsConfig:
+class ShardsConfig(FeatureSkewOptions):
     name: str = "shards"
     shards_per_client: int = option(2, integer(1))
 
