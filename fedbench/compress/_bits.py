@@ -41,17 +41,36 @@ def row_sum(rows: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
     return torch.zeros(n, dtype=torch.int64, device=values.device).index_add_(0, rows, values)
 
 
+def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Row-major flat indices of the ``True`` entries of ``mask`` (int64, on its device). On the
+    CPU through numpy, several times faster there than ``torch.nonzero``."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.contiguous().numpy()))
+    return mask.reshape(-1).nonzero().squeeze(1)
+
+
+def count(mask: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``True`` entries along ``dim`` (int64); summed as int32, which is far faster on the CPU than
+    a bool tensor's default int64 sum (counts stay below 2**31)."""
+    return mask.sum(dim, dtype=torch.int32).long()
+
+
 def kept_distances(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For the ``True`` entries of ``mask`` ``(n, d)`` in row-major order: their rows and their
     distances ``i_j - i_{j-1}`` to the previous kept index of the row (with ``i_0 = -1``: the first
     is ``i_1 + 1``); and per row the distance ``d - i_last`` to the end (``d + 1`` if none is kept)."""
     n, d = mask.shape
-    flat = mask.reshape(-1).nonzero().squeeze(1)
+    return flat_distances(flat_nonzero(mask).to(mask.device), n, d)
+
+
+def flat_distances(flat: torch.Tensor, n: int, d: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`kept_distances` from the ascending row-major flat indices ``flat`` of the kept entries
+    of an ``(n, d)`` array."""
     rows = torch.div(flat, d, rounding_mode="floor")
     prev = torch.cat([flat.new_tensor([-1]), flat])[:-1]
     # a previous entry in an earlier row is below the row's virtual index -1: clamp to it
     dist = flat - torch.maximum(prev, rows * d - 1)
-    ends = torch.arange(1, n + 1, device=mask.device) * d
+    ends = torch.arange(1, n + 1, device=flat.device) * d
     last = (ends - d - 1).scatter_reduce(0, rows, flat, "amax")
     return rows, dist, ends - last
 

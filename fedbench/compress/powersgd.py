@@ -127,7 +127,10 @@ def compress_batch(m: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torc
 
 def expand(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """``M_hat = P Q^T`` ``(b, m, n)``: summed in fp64 (each product of two fp32 is exact there),
-    rounded once to fp32."""
+    rounded once to fp32. At rank 1 that is one fp32 product per entry, correctly rounded: the same
+    numbers without the fp64 detour."""
+    if p.shape[2] == 1:
+        return torch.bmm(p, q.transpose(1, 2))
     return torch.bmm(p.double(), q.double().transpose(1, 2)).float()
 
 

@@ -2,7 +2,7 @@
 
 Stochastic rounding: a real ``r`` with ``l = floor(r)`` becomes ``l + 1`` iff ``u < r - l``, else
 ``l``, for the coordinate's ``u ~ U[0, 1)`` (so ``P(l + 1) = r - l`` and ``E = r``). :meth:`draw`
-gives the uniforms, ``torch.rand`` ``(n, d)`` fp32. Scalars are fp32, little-endian; code streams are
+gives the uniforms ``(n, d)`` fp32 (:func:`draw_uniforms`). Scalars are fp32, little-endian; code streams are
 bit-packed as in :mod:`fedbench.compress._bits` (least significant bit first in each byte and in each
 fixed-width field, zero padding). Inputs are assumed finite. Row reductions (norms) are accumulated
 in fp64 and rounded to the fp32 that is sent, so a row alone and in a batch give the same message.
@@ -47,7 +47,8 @@ import torch
 
 from fedbench.compress._bits import (
     BitReader,
-    kept_distances,
+    flat_distances,
+    flat_nonzero,
     omega_fields,
     omega_lengths,
     pack_fields,
@@ -60,6 +61,11 @@ CODINGS = ("elias", "fixed")
 
 
 def draw_uniforms(n: int, d: int, generator: torch.Generator) -> torch.Tensor:
+    """``U[0, 1)`` fp32 ``(n, d)`` from a fresh ``generator``: on a CPU generator, numpy's PCG64
+    seeded with the generator's seed (several times faster than torch's CPU generator); on a GPU
+    one, ``torch.rand`` on its device."""
+    if generator.device.type == "cpu":
+        return torch.from_numpy(np.random.default_rng(generator.initial_seed()).random((n, d), dtype=np.float32))
     return torch.rand(n, d, generator=generator, device=generator.device)
 
 
@@ -115,16 +121,16 @@ class QSGD:
         r = x.abs() / torch.where(norm > 0, norm, 1.0) * self.levels
         # a guard only: the norm, summed in fp64 and correctly rounded, is >= every |x_i|, so r <= s
         level = stochastic_round(r, u).clamp_(max=self.levels)
-        return norm, torch.where((x < 0) & (level > 0), -level, level)
+        return norm, torch.copysign(level, x).add_(0.0)  # + 0.0 turns a -0 level into +0
 
     def dequantize(self, norm: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         return norm / self.levels * q
 
     def elias_bits(self, q: torch.Tensor) -> torch.Tensor:
         """Bits of the ``elias`` code stream of each row of signed levels ``q``."""
-        nonzero = q != 0
-        rows, dist, tail = kept_distances(nonzero)
-        levels = q[nonzero].abs().long()  # row-major, the order of kept_distances
+        flat = flat_nonzero(q != 0).to(q.device)
+        rows, dist, tail = flat_distances(flat, *q.shape)
+        levels = q.reshape(-1)[flat].abs().long()  # row-major, the order of flat_distances
         per_entry = omega_lengths(dist) + 1 + omega_lengths(levels)
         return row_sum(rows, per_entry, q.shape[0]) + omega_lengths(tail)
 
@@ -243,8 +249,8 @@ class TernGrad:
         x = x.float()
         u = _uniforms(rand, x, self.name)
         scale = x.abs().amax(1, keepdim=True)
-        keep = u < x.abs() / torch.where(scale > 0, scale, 1.0)
-        return scale, torch.where(keep, torch.where(x < 0, -1.0, 1.0), 0.0)
+        keep = (u < x.abs() / torch.where(scale > 0, scale, 1.0)).to(torch.float32)
+        return scale, torch.sign(x).nan_to_num_(0.0).mul_(keep).add_(0.0)  # + 0.0: no -0
 
     def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         scale, t = self.quantize(x, rand)

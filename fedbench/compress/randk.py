@@ -7,8 +7,10 @@ communication efficiency"; Stich et al. 2018, "Sparsified SGD with memory", ``ra
 applied in fp32 by the sender. ``k = max(1, round(fraction * d))`` when given as a fraction, at most
 ``d`` (as :class:`~fedbench.compress.topk.TopK`).
 
-Randomness: :meth:`draw` returns ``S`` itself, ascending indices ``(n, k)`` int64, row ``i`` being the
-``k`` smallest of ``d`` iid fp64 uniform keys (a uniform ``k``-subset; fp64 keys make ties negligible).
+Randomness: :meth:`draw` returns ``S`` itself, ascending indices ``(n, k)`` int64, a uniform
+``k``-subset per row: on a CPU generator, numpy's ``Generator.choice(d, k, replace=False)`` row by row
+from PCG64 seeded with the generator's seed; on a GPU one, the ``k`` smallest of ``d`` iid fp64
+uniform keys (fp64 keys make ties negligible).
 
 Wire format (little-endian), for one row of length ``d``:
 
@@ -45,8 +47,13 @@ class RandK:
         return int(min(d, max(1, k)))
 
     def draw(self, n: int, d: int, generator: torch.Generator) -> torch.Tensor:
+        k = self.k_for(d)
+        if generator.device.type == "cpu":  # far faster than keys and top-k for k << d
+            rng = np.random.default_rng(generator.initial_seed())
+            rows = [np.sort(rng.choice(d, k, replace=False, shuffle=False)) for _ in range(n)]
+            return torch.from_numpy(np.stack(rows).astype(np.int64)).view(n, k)
         keys = torch.rand(n, d, generator=generator, dtype=torch.float64, device=generator.device)
-        chosen = torch.topk(keys, self.k_for(d), dim=1, largest=False, sorted=False).indices
+        chosen = torch.topk(keys, k, dim=1, largest=False, sorted=False).indices
         return torch.sort(chosen, dim=1).values
 
     def _indices(self, rand: torch.Tensor | None, n: int, d: int) -> torch.Tensor:

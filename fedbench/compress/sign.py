@@ -18,18 +18,25 @@ import torch
 from fedbench.compress._bits import pack_uints, unpack_uints
 
 
+def signs(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``-scale`` where ``x < 0``, else ``+scale`` (``-0.0`` and NaN count as positive), fp32, with
+    ``scale`` broadcasting against ``x``; as ``scale - 2 scale [x < 0]``, exact in floating point,
+    and much faster on the CPU than ``torch.where`` on a mask."""
+    return (x < 0).to(torch.float32).mul_(-2 * scale).add_(scale)
+
+
 class ScaledSign:
     name = "scaled_sign"
     stochastic = False
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.abs().sum(1, keepdim=True, dtype=torch.float64) / x.shape[1]).float()
+        return (x.abs().double().sum(1, keepdim=True) / x.shape[1]).float()
 
     def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.float()
         n, d = x.shape
         scale = self.scale(x)
-        return torch.where(x < 0, -scale, scale), torch.full((n,), 4 + -(-d // 8), dtype=torch.int64)
+        return signs(x, scale), torch.full((n,), 4 + -(-d // 8), dtype=torch.int64)
 
     def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
         row = row.detach().cpu().float().view(1, -1)
@@ -65,8 +72,8 @@ class MajoritySign:
 
     def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         n, d = x.shape
-        ones = torch.ones_like(x, dtype=torch.float32)
-        return torch.where(x < 0, -ones, ones), torch.full((n,), -(-d // 8), dtype=torch.int64)
+        one = torch.ones((), dtype=torch.float32, device=x.device)
+        return signs(x, one), torch.full((n,), -(-d // 8), dtype=torch.int64)
 
     def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
         return pack_uints((row.detach().cpu().float() < 0).numpy(), 1)
