@@ -340,3 +340,40 @@ def test_topk_with_nonfinite_rows_keeps_k_entries_and_nan_counts_as_largest():
     x = torch.tensor([[float("nan"), 1.0, -3.0, float("inf")], [float("nan")] * 4, [0.0, 0.0, 2.0, 0.0]])
     idx = TopK(k=2).select(x)
     assert idx.tolist() == [[0, 3], [0, 1], [0, 2]]  # NaN and inf largest; ties to the lower index
+
+
+def _topk_reference(x: torch.Tensor, k: int) -> np.ndarray:
+    """Indices of the k largest magnitudes per row, NaN largest, ties to the lower index (numpy)."""
+    m = np.abs(x.numpy())
+    m = np.where(np.isnan(m), np.inf, m)
+    return np.stack([np.sort(np.lexsort((np.arange(len(r)), -r))[:k]) for r in m])
+
+
+@pytest.mark.parametrize("case", ["gaussian", "ties", "nan", "zero_row", "periodic", "heavy_tail"])
+def test_topk_candidate_search_selects_exactly_what_a_full_sort_does(case):
+    """Rows long enough for the sampled-level shortcut (k >= 200): the same indices as a stable
+    sort, including the cases where the shortcut must give up (a zero row: every entry ties; a
+    pattern with the sample's period: the sample sees only small values)."""
+    from fedbench.compress.topk import candidates
+
+    g = torch.Generator().manual_seed(7)
+    n, d, k = 3, 40_000, 400
+    x = torch.randn(n, d, generator=g)
+    if case == "ties":
+        x = torch.round(x * 2) / 2
+    elif case == "nan":
+        x[1, 5:30] = float("nan")
+    elif case == "zero_row":
+        x[2] = 0.0
+    elif case == "periodic":  # large values exactly off the sample's stride (k // 100 = 4)
+        x = torch.full((n, d), 0.01)
+        x[:, 1::4] = torch.rand(n, d // 4, generator=g) + 1
+    elif case == "heavy_tail":
+        x = torch.randn(n, d, generator=g) ** 5
+    np.testing.assert_array_equal(TopK(k=k).select(x).numpy(), _topk_reference(x, k))
+    mag = torch.nan_to_num(x.abs(), nan=math.inf)
+    found = candidates(mag, k)
+    if case in ("gaussian", "heavy_tail"):
+        assert found is not None and found[0].shape[1] < d // 10  # the shortcut did run
+    if case in ("zero_row", "periodic"):
+        assert found is None
