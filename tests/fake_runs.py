@@ -32,6 +32,11 @@ def base_config(**over: Any) -> dict[str, Any]:
         "threads": 0,
         "progress": False,
     }
+    return set_keys(cfg, over)
+
+
+def set_keys(cfg: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with each dotted key of ``over`` (``"partition.alpha"``) set, in place."""
     for key, value in over.items():
         node = cfg
         *parents, leaf = key.split(".")

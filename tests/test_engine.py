@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from fake_runs import set_keys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -42,13 +43,7 @@ def tiny_config(**over):
         "progress": False,
         "device": "cpu",
     }
-    for key, value in over.items():
-        node = cfg
-        *path, last = key.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = value
-    return cfg
+    return set_keys(cfg, over)
 
 
 def rule(local: LocalSGD) -> LocalRule:

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from fake_runs import set_keys
 
 from fedbench.config import ConfigError, compose, validate
 from fedbench.data.batch import BatchPrep
@@ -268,13 +269,7 @@ def sim_config(**over) -> dict:
         "device": "cpu",
         "seed": 0,
     }
-    for key, value in over.items():
-        node = cfg
-        *path, last = key.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = value
-    return cfg
+    return set_keys(cfg, over)
 
 
 def one_round(cfg: dict) -> Simulation:
@@ -350,3 +345,39 @@ def test_all_three_skews_in_one_config_run_to_completion(tmp_path):
     summary = run_experiment(cfg, tmp_path / "run", callbacks=[])
     assert summary["status"] == "completed", summary["error"]
     assert math.isfinite(summary["final"]["test_acc"])
+
+
+COMPOSED = [
+    "partition=dirichlet_client",
+    "partition.sizes=lognormal",
+    "num_clients=6",
+    "clients_per_round=3",
+    "rounds=2",
+    "algorithm.local_steps=2",
+    "model=cnn_small",  # digits are 1x8x8 images, so rotation applies
+    "client_metrics=false",
+    "progress=false",
+    "device=cpu",
+    "seed=3",  # round 1 samples clients 0, 2 and 5; sizes 73 to 598
+]
+
+
+@pytest.mark.parametrize("algorithm", ["fedavg", "fedprox", "scaffold", "feddyn", "fednova"])
+def test_composed_skews_run_with_every_algorithm(algorithm):
+    """Label x quantity x feature skew under each algorithm, 2 rounds in-process: finite weights, and
+    round 1 differs from the same run without noise and rotation for the skewed clients (i > 0) only."""
+    base = (*COMPOSED, f"algorithm={algorithm}")
+    skewed = Simulation(validate(compose(*base, "partition.noise=0.1", "partition.rotation=90")))
+    clean = Simulation(validate(compose(*base)))
+    assert skewed.train_prep.skew is not None and clean.train_prep.skew is None
+    assert len(set(skewed.sizes.tolist())) > 1  # lognormal sizes
+    skewed.step()
+    clean.step()
+    a, b = skewed.last_record, clean.last_record
+    assert a.clients.tolist() == b.clients.tolist() == [0, 2, 5]  # same sizes, same sampling
+    assert torch.equal(a.updates[0], b.updates[0])  # client 0 is clean: sigma_0 = 0, angle_0 = 0
+    for row in (1, 2):  # clients 2 and 5: noise 0.04 and 0.1, turned 36 and 90 degrees
+        assert not torch.allclose(a.updates[row], b.updates[row], atol=1e-4)
+    assert not torch.equal(skewed.params, clean.params)
+    skewed.step()
+    assert skewed.round == 2 and bool(torch.isfinite(skewed.params).all())

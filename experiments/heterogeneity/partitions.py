@@ -4,11 +4,13 @@
 partition depends on the labels only, so no data is downloaded), 100 clients, 5 partition seeds.
 For every family and parameter value the partition is built through ``fedbench.partition.PARTITIONERS``
 with ``fedbench.rng.numpy_rng(seed, "partition")`` (the stream a run uses) and summarised by
-``partition_stats``. Writes next to this file:
+``partition_stats``. A family is a partitioner with fixed keys: besides the plain options, the composed
+``dirichlet_client`` with ``sizes=lognormal`` (label x quantity skew, swept over alpha) and ``quantity`` with
+``law=lognormal`` (its size law alone, label-IID). Writes next to this file:
 
 - ``partitions.csv``: one row per (family, parameter, seed) with every scalar statistic;
-- ``partitions.md``: mean and std over seeds of ``tv_mean``, ``effective_classes_mean`` and
-  ``size_gini``, the nearest settings across conventions, the command and its wall time;
+- ``partitions.md``: mean and std over seeds of ``tv_mean``, ``effective_classes_mean``, ``size_gini`` and
+  ``size_cv``, the nearest settings across conventions, the command and its wall time;
 - ``partitions.png``: ``tv_mean`` and ``size_gini`` against ``effective_classes_mean``.
 
     python experiments/heterogeneity/partitions.py
@@ -17,6 +19,7 @@ with ``fedbench.rng.numpy_rng(seed, "partition")`` (the stream a run uses) and s
 from __future__ import annotations
 
 import csv
+import os
 import platform
 import subprocess
 import time
@@ -34,29 +37,41 @@ NUM_CLIENTS = 100
 SEEDS = (0, 1, 2, 3, 4)
 ALPHAS = (0.01, 0.05, 0.1, 0.3, 0.5, 1, 5, 100)
 EFF = "effective_classes_mean"
-STATS = ("tv_mean", "tv_max", "effective_classes_mean", "size_gini", "size_cv", "empty_clients", "size_min")
+STATS = ("tv_mean", "tv_max", "effective_classes_mean", "size_gini", "size_cv", "empty_clients", "size_min", "size_max")
 
+# Families that are not a plain partition option: label x quantity skew composed in one partition
+# (dirichlet_client priors within lognormal sizes), and quantity's lognormal size law on its own.
+COMPOSED = "dirichlet_client + lognormal sizes"
+QUANTITY_LOGNORMAL = "quantity (lognormal)"
 # (family, parameter name, values, fixed keys); each value v is passed as {parameter: v, **fixed}.
 FAMILIES: list[tuple[str, str, tuple, dict]] = [
     ("dirichlet_class", "alpha", ALPHAS, {"min_size": 0}),
     ("dirichlet_client", "alpha", ALPHAS, {}),
+    (COMPOSED, "alpha", ALPHAS, {"sizes": "lognormal", "sigma": 1.0, "min_size": 10}),
     ("shards", "shards_per_client", (1, 2, 3, 5, 10, 20), {}),
     ("classes_per_client", "k", (1, 2, 3, 5, 10), {}),
     ("quantity", "beta", (0.1, 0.5, 1, 5), {"law": "dirichlet", "min_size": 0}),
+    (QUANTITY_LOGNORMAL, "sigma", (1.0,), {"law": "lognormal", "min_size": 10}),
     ("iid", "", (None,), {}),
 ]
-SHORT = {"shards_per_client": "s", "alpha": "α", "beta": "β", "k": "k"}
+# The PARTITIONERS entry of each family whose name is not one.
+PARTITIONER = {COMPOSED: "dirichlet_client", QUANTITY_LOGNORMAL: "quantity"}
+SHORT = {"shards_per_client": "s", "alpha": "α", "beta": "β", "k": "k", "sigma": "σ"}
 # Okabe & Ito (2008) colour-blind-safe palette, one colour and marker per family.
-COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#000000"]
-MARKERS = ["o", "s", "^", "D", "v", "*"]
+COLOURS = ["#0072B2", "#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#D55E00", "#D55E00", "#000000"]
+MARKERS = ["o", "s", "P", "^", "D", "v", "X", "*"]
 # Where each family's parameter labels sit next to its points in panels (a) and (b), in points.
 OFFSETS = {
     "dirichlet_class": (5, -11),
     "dirichlet_client": (-4, 7),
+    COMPOSED: (5, 4),
     "shards": (6, 2),
     "classes_per_client": (-14, -12),
     "quantity": (6, 3),
+    QUANTITY_LOGNORMAL: (6, -10),
 }
+# Panel (b) offsets where they differ: the composed family's labels below its (wide) error bars.
+OFFSETS_GINI = {COMPOSED: (-3, -30)}
 # Settings of the fixed-label conventions, each matched to the Dirichlet alpha with the same tv / effective classes.
 REFERENCES = [("classes_per_client", k) for k in (1, 2, 3, 5)] + [("shards", s) for s in (1, 2, 3, 5, 10, 20)]
 
@@ -71,7 +86,8 @@ def measure(labels: np.ndarray) -> list[dict]:
         for value in values:
             keys = dict(fixed) if value is None else {param: value, **fixed}
             for seed in SEEDS:
-                parts = PARTITIONERS[family](labels, NUM_CLIENTS, rng=numpy_rng(seed, "partition"), **keys)
+                partitioner = PARTITIONERS[PARTITIONER.get(family, family)]
+                parts = partitioner(labels, NUM_CLIENTS, rng=numpy_rng(seed, "partition"), **keys)
                 stats = partition_stats(parts, labels, NUM_CLASSES)
                 row = {"family": family, "param": param, "value": value, "seed": seed}
                 row.update({k: stats[k] for k in STATS})
@@ -159,8 +175,8 @@ def plot(summary: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(13, 10))
-    grid = fig.add_gridspec(2, 2, height_ratios=(1.15, 1))
+    fig = plt.figure(figsize=(13, 11))
+    grid = fig.add_gridspec(2, 2, height_ratios=(1.15, 1.2))
     ax_tv, ax_gini, ax_rule = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
     rows = [f for f in FAMILIES if f[1]]  # the ruler's rows: families with a parameter; iid is a vertical line
     for i, (family, param, values, _) in enumerate(FAMILIES):
@@ -172,12 +188,22 @@ def plot(summary: list[dict], path: Path) -> None:
             y = np.array([s[key] for s in sel])
             xerr, yerr = [s[EFF + "_std"] for s in sel], [s[key + "_std"] for s in sel]
             ax.errorbar(x, y, xerr=xerr, yerr=yerr, label=name, **style)
-            # In (b) only the families with unequal sizes are labelled; the others lie on size_gini ~ 0.
+            # In (b) only the families with unequal sizes are labelled; the others lie on size_gini ~ 0. There
+            # points within 1 class and 0.03 gini of a group's first point share one label, "first-last" (the
+            # composed family's points share one size_gini and crowd at small alpha).
             if param and (ax is ax_tv or max(y) > 0.1):
+                groups: list[list] = []  # [x, y, first value, last value]
                 for s, xi, yi in zip(sel, x, y):
+                    g = groups[-1] if groups else None
+                    if ax is ax_gini and g and abs(xi - g[0]) < 1 and abs(yi - g[1]) < 0.03:
+                        g[3] = s["value"]
+                    else:
+                        groups.append([xi, yi, s["value"], s["value"]])
+                offset = OFFSETS_GINI.get(family, OFFSETS[family]) if ax is ax_gini else OFFSETS[family]
+                for xi, yi, first, last in groups:
                     ax.annotate(
-                        f"{s['value']:g}", (xi, yi), textcoords="offset points", xytext=OFFSETS[family],
-                        fontsize=7, color=COLOURS[i],
+                        f"{first:g}" if first == last else f"{first:g}–{last:g}", (xi, yi),
+                        textcoords="offset points", xytext=offset, fontsize=7, color=COLOURS[i],
                     )  # fmt: skip
         if not param:
             ax_rule.axvline(sel[0]["tv_mean"], color=COLOURS[i], ls=":", lw=1.2)
@@ -213,7 +239,7 @@ def plot(summary: list[dict], path: Path) -> None:
         fontsize=10,
     )
     handles, labels_ = ax_tv.get_legend_handles_labels()
-    fig.legend(handles, labels_, loc="lower center", ncol=len(FAMILIES), frameon=False, fontsize=9)
+    fig.legend(handles, labels_, loc="lower center", ncol=4, frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0.035, 1, 1))
     fig.savefig(path, dpi=150)
     plt.close(fig)
@@ -246,6 +272,17 @@ def readings(summary: list[dict]) -> list[str]:
     s2, s3, s5, s10 = at("shards", 2), at("shards", 3), at("shards", 5), at("shards", 10)
     iid, q01, dcl100 = at("iid", None), at("quantity", 0.1), at("dirichlet_client", 100)
     dc100 = at("dirichlet_class", 100)
+    ql = at(QUANTITY_LOGNORMAL, 1.0)
+    mid = [a for a in ALPHAS if 0.05 <= a <= 5]
+    gap = max(abs(at(COMPOSED, a)["tv_mean"] - at("dirichlet_client", a)["tv_mean"]) for a in mid)
+    ginis = {round(at(COMPOSED, a)["size_gini"], 6) for a in ALPHAS}
+    same_sizes = (
+        " (the sizes are drawn first, from the same stream, so a seed has the same sizes at every alpha)"
+        if len(ginis) == 1
+        else ""
+    )
+    cm, cl = at(COMPOSED, 0.5), at("dirichlet_client", 0.5)
+    c100, c001, cl001 = at(COMPOSED, 100), at(COMPOSED, 0.01), at("dirichlet_client", 0.01)
     return [
         f"1. **`dirichlet_client` alpha ≈ {NUM_CLASSES} × `dirichlet_class` alpha** (the number of classes): "
         f"class alpha ↔ client alpha {pairs}. Under `dirichlet_class` a client's class shares are independent "
@@ -276,6 +313,18 @@ def readings(summary: list[dict]) -> list[str]:
         f"{NUM_CLIENTS} clients are empty and many hold a handful of samples; its skew is in the sizes (gini "
         f"{q01['size_gini']:.2f}). Compare label-skew settings by tv only well above "
         f"{iid['tv_mean']:.2f}, and with similar client sizes.",
+        f"6. **Composing label x quantity skew (`{COMPOSED}`) keeps `dirichlet_client`'s label skew at the same "
+        f"alpha and adds the size skew of `quantity`'s lognormal law**: at alpha {mid[0]:g} to {mid[-1]:g} its "
+        f"`tv_mean` is within {gap:.3f} of plain `dirichlet_client` (alpha=0.5: {tc(cm)}, against {tc(cl)}), and its "
+        f"size_gini is {cm['size_gini']:.2f} ± {cm['size_gini_std']:.2f} (size_cv {cm['size_cv']:.2f}) at every "
+        f"alpha{same_sizes}, against {ql['size_gini']:.2f} ± {ql['size_gini_std']:.2f} (size_cv "
+        f"{ql['size_cv']:.2f}) for `{QUANTITY_LOGNORMAL}` with the same sigma=1, within the seeds' spread. At the "
+        "ends of the grid the composition moves the label skew: at alpha=100 it "
+        f"reads tv {c100['tv_mean']:.3f} against {dcl100['tv_mean']:.3f}, the small clients' sampling noise (as "
+        f"`quantity (lognormal)`'s {ql['tv_mean']:.3f} against `iid`'s {iid['tv_mean']:.3f}); at alpha=0.01, tv "
+        f"{c001['tv_mean']:.3f} against {cl001['tv_mean']:.3f} ({c001[EFF]:.2f} against {cl001[EFF]:.2f} classes), "
+        f"because large clients (the largest holds {c001['size_max']:.0f} samples, mean over the seeds, against "
+        f"{PER_CLASS} per class) run out of what is left of their one class and fill up from others.",
     ]
 
 
@@ -284,14 +333,14 @@ def write_md(summary: list[dict], failed: dict[tuple[str, float], int], wall: fl
         return f"{s[k]:.{digits}f} ± {s[k + '_std']:.{digits}f}"
 
     table = [
-        "| family | parameter | tv_mean | effective classes | size_gini | empty clients |",
-        "|---|---|---:|---:|---:|---:|",
+        "| family | parameter | tv_mean | effective classes | size_gini | size_cv | empty clients |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for s in summary:
         param = "" if s["value"] is None else f"{s['param']}={s['value']:g}"
         table.append(
             f"| {s['family']} | {param} | {pm(s, 'tv_mean', 3)} | {pm(s, 'effective_classes_mean', 2)} "
-            f"| {pm(s, 'size_gini', 3)} | {s['empty_clients']:.1f} |"
+            f"| {pm(s, 'size_gini', 3)} | {pm(s, 'size_cv', 2)} | {s['empty_clients']:.1f} |"
         )
 
     def failures(family: str, name: str) -> str:
@@ -299,10 +348,12 @@ def write_md(summary: list[dict], failed: dict[tuple[str, float], int], wall: fl
         return txt or "no setting"
 
     nl = "\n"
+    ncores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = f"{ncores} core{'s' if ncores != 1 else ''}"
     text = f"""# Partition families compared: label skew and size skew on MNIST-shaped labels
 
 ```bash
-python experiments/heterogeneity/partitions.py   # {wall:.0f} s wall on 2 shared cores, plus ~3 s of imports
+python experiments/heterogeneity/partitions.py   # {wall:.0f} s wall on {cores}, plus ~3 s of imports
 ```
 
 Setup: {NUM_CLASSES * PER_CLASS} labels in {NUM_CLASSES} balanced classes (`np.repeat(np.arange(10), 6000)`
@@ -310,7 +361,7 @@ shuffled with seed 0; a partition depends only on the labels, so no data is load
 partition seeds {", ".join(map(str, SEEDS))} (`fedbench.rng.numpy_rng(seed, "partition")`, the stream a run
 uses), every partitioner called through `fedbench.partition.PARTITIONERS` and summarised by `partition_stats`.
 Values are mean ± sample std (ddof=1) over the {len(SEEDS)} seeds. `partitions.csv` has every seed, with
-`tv_max`, `size_cv`, `size_min` and the unused samples as well; `partitions.png` is the figure. Measured at
+`tv_max`, `size_min`, `size_max` and the unused samples as well; `partitions.png` is the figure. Measured at
 fedbench {git_rev()}, numpy {np.__version__}, Python {platform.python_version()}.
 
 Keys that differ from the defaults, and why:
@@ -328,6 +379,14 @@ Keys that differ from the defaults, and why:
   `quantity` is **label-IID**: every client is a uniform random sample, only the sizes differ.
 - `dirichlet_client`: `client_size` default (`60000 // 100 = 600`), so every sample is used and the last
   clients, filled from what is left, are less skewed than their prior (docs/partitions.md).
+- `{COMPOSED}`: `partition=dirichlet_client partition.sizes=lognormal`, `sigma=1.0` and **`min_size=10`**
+  (both the defaults), `client_size` default (600, the mean size; the sizes sum to 60,000, so every
+  sample is used). The lognormal law gives every client `min_size` samples first and cuts the rest by the
+  weights, with no redraw, so `min_size=10` runs at every alpha (no seed raises); the sizes are drawn first,
+  from the same stream, so a seed has the same sizes at every alpha. The same fill-in-order caveat as
+  `dirichlet_client` holds, stronger: a client larger than a class's 6,000 samples must take a second class.
+- `{QUANTITY_LOGNORMAL}`: `partition=quantity partition.law=lognormal`, `sigma=1.0`, `min_size=10` (the
+  defaults): the composed family's size law on its own, label-IID, for comparison.
 - `shards`, `classes_per_client`, `iid`: defaults apart from the swept key.
 
 {nl.join(table)}
@@ -335,7 +394,7 @@ Keys that differ from the defaults, and why:
 `tv_mean`: mean over non-empty clients of the total-variation distance between the client's label mix and the
 global one (0 = the global mix, 0.9 = a single class here). Effective classes (`effective_classes_mean`): mean
 of `exp(label entropy)` (1 = one class, 10 = balanced). `size_gini`: Gini coefficient of the {NUM_CLIENTS}
-client sizes (0 = equal). Empty clients: mean count over the seeds.
+client sizes (0 = equal); `size_cv`: their std / mean (0 = equal). Empty clients: mean count over the seeds.
 
 ![tv_mean and size_gini against effective classes, per family](partitions.png)
 
