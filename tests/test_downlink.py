@@ -105,8 +105,9 @@ def plain_clients(r: int) -> list[int]:
 
 
 def test_ef_and_ef21_on_the_downlink_give_the_same_run():
-    a, b = sim("downlink=topk", "downlink.k=20", "downlink.error_feedback=ef"), sim(
-        "downlink=topk", "downlink.k=20", "downlink.error_feedback=ef21"
+    a, b = (
+        sim("downlink=topk", "downlink.k=20", "downlink.error_feedback=ef"),
+        sim("downlink=topk", "downlink.k=20", "downlink.error_feedback=ef21"),
     )
     for _ in range(3):
         ra, rb = a.step(), b.step()
@@ -184,11 +185,15 @@ def test_downlink_config_errors():
 
     cfg = dict(compose(*PIPE))
     cfg["downlink"] = {"name": "sign_majority", "scale": 0.001}  # a vote needs many senders
-    with pytest.raises(ConfigError, match="downlink.name='sign_majority': unknown downlink; allowed: none, fp16, bf16, topk"):
+    with pytest.raises(
+        ConfigError, match="downlink.name='sign_majority': unknown downlink; allowed: none, fp16, bf16, topk"
+    ):
         validate(cfg)
     with pytest.raises(ConfigError, match=r"downlink.cache_rounds=0: .*null or an integer >= 1"):
         validate(compose(*PIPE, "downlink=topk", "downlink.cache_rounds=0"))
     cfg = dict(compose(*PIPE, "downlink=fp16"))
     cfg["downlink"] = {"name": "fp16", "error_feedback": "ef"}  # a cast sends the model: nothing to feed back
-    with pytest.raises(ConfigError, match="downlink.error_feedback='ef': unknown key for downlink 'fp16'; allowed keys: name"):
+    with pytest.raises(
+        ConfigError, match="downlink.error_feedback='ef': unknown key for downlink 'fp16'; allowed keys: name"
+    ):
         validate(cfg)

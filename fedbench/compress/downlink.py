@@ -40,7 +40,9 @@ from fedbench.round import BYTES_PER_FLOAT, RoundRecord
 
 
 class DownlinkStage:
-    def __init__(self, codec: Any, error_feedback: str, cache_rounds: int | None, seed: int, num_clients: int, dim: int):
+    def __init__(
+        self, codec: Any, error_feedback: str, cache_rounds: int | None, seed: int, num_clients: int, dim: int
+    ):
         self.codec = codec
         self.mode = error_feedback
         self.cache_rounds = cache_rounds

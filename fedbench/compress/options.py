@@ -43,7 +43,9 @@ def both(name: str, impl: Any):
     def wrap(schema: type) -> type:
         register("uplink", name, impl=impl)(schema)
         cache = option(None, integer(1, nullable=True, note=" (null: every message since the client's last copy)"))
-        down = make_dataclass(schema.__name__.replace("Uplink", "Downlink"), [("cache_rounds", int | None, cache)], bases=(schema,))
+        down = make_dataclass(
+            schema.__name__.replace("Uplink", "Downlink"), [("cache_rounds", int | None, cache)], bases=(schema,)
+        )
         down.__module__ = __name__
         register("downlink", name, impl=impl)(down)
         return schema
