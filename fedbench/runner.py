@@ -54,6 +54,9 @@ from fedbench.outputs import (
 from fedbench.rundir import STOP_FILE, RunDirError, claim
 from fedbench.threads import run_threads
 
+# partition.json's per-client lists; summary.json's partition block keeps the scalars
+PER_CLIENT = ("sizes", "label_hist", "client_noise", "client_rotation")
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -241,7 +244,7 @@ def run_experiment(
                 "engine_note": sim.engine_note or None,
                 "device": str(sim.device),
                 "num_params": sim.layout.dim,
-                "partition": {k: v for k, v in sim.partition_stats.items() if k not in ("sizes", "label_hist")},
+                "partition": {k: v for k, v in sim.partition_stats.items() if k not in PER_CLIENT},
                 "byzantine_clients": [int(c) for c in sim.attack.byzantine],
                 "aggregator_f": sim.aggregator.f,
             }

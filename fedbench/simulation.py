@@ -206,6 +206,8 @@ class Simulation:
         except ValueError as e:
             raise ConfigError(str(e)) from None
         self.train_prep = self.data.prep if skew is None else replace(self.data.prep, skew=skew)
+        if skew is not None:  # per client, next to sizes and label_hist in partition.json
+            self.partition_stats |= {"client_noise": list(skew.sigma), "client_rotation": list(skew.angle)}
 
     def _poison(self) -> None:
         """The samples the engines train on (:attr:`train_view`): the clean training set, or the

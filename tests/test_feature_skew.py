@@ -381,3 +381,24 @@ def test_composed_skews_run_with_every_algorithm(algorithm):
     assert not torch.equal(skewed.params, clean.params)
     skewed.step()
     assert skewed.round == 2 and bool(torch.isfinite(skewed.params).all())
+
+
+def test_partition_json_lists_each_clients_noise_and_angle(tmp_path):
+    from fedbench.config import compose
+    from fedbench.runner import run_experiment
+
+    cfg = compose(
+        "num_clients=5",
+        "clients_per_round=2",
+        "partition=iid",
+        "partition.noise=0.2",
+        "partition.rotation=90",
+        "model=logreg",
+        "rounds=1",
+        "progress=false",
+    )
+    s = run_experiment(cfg, tmp_path, callbacks=[])
+    part = json.loads((tmp_path / "partition.json").read_text())
+    assert part["client_noise"] == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2])
+    assert part["client_rotation"] == pytest.approx([0.0, 22.5, 45.0, 67.5, 90.0])
+    assert "client_noise" not in s["partition"] and "tv_mean" in s["partition"]
