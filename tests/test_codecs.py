@@ -294,6 +294,11 @@ def test_elias_omega_codewords():
     assert {n: omega_string(n) for n in known} == known
     ns = list(range(1, 3000)) + [2**31 - 1, 2**40 + 3, 2**52]
     assert omega_lengths(torch.tensor(ns)).tolist() == [len(omega_string(n)) for n in ns]
+    # past 4096 values below 2**22 the lengths come from a lookup table: the same numbers
+    many = torch.cat(
+        [torch.arange(1, 20_000), torch.randint(1, 2**22, (5000,), generator=torch.Generator().manual_seed(0))]
+    )
+    assert omega_lengths(many).tolist() == [len(omega_string(int(n))) for n in many]
 
 
 @settings(max_examples=80, deadline=None)

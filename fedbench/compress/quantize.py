@@ -47,6 +47,7 @@ import torch
 
 from fedbench.compress._bits import (
     BitReader,
+    as_float,
     flat_distances,
     flat_nonzero,
     omega_fields,
@@ -78,8 +79,9 @@ def _uniforms(rand: torch.Tensor | None, x: torch.Tensor, name: str) -> torch.Te
 
 
 def stochastic_round(r: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``floor(r) + [u < r - floor(r)]``; overwrites ``r`` (with its fractional part)."""
     low = torch.floor(r)
-    return low + (u < r - low).to(r.dtype)
+    return low.add_(as_float(u < r.sub_(low)))
 
 
 def _scalars(data: bytes, count: int, name: str) -> torch.Tensor:
@@ -117,8 +119,8 @@ class QSGD:
         """The sent norms ``(n, 1)`` and signed levels ``+-l_i`` ``(n, d)`` (fp32 integers, zero as +0)."""
         x = x.float()
         u = _uniforms(rand, x, self.name)
-        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True, dtype=torch.float64).float()
-        r = x.abs() / torch.where(norm > 0, norm, 1.0) * self.levels
+        norm = torch.linalg.vector_norm(x.double(), dim=1, keepdim=True).float()  # fp64: see the module doc
+        r = x.abs().div_(torch.where(norm > 0, norm, 1.0)).mul_(self.levels)
         # a guard only: the norm, summed in fp64 and correctly rounded, is >= every |x_i|, so r <= s
         level = stochastic_round(r, u).clamp_(max=self.levels)
         return norm, torch.copysign(level, x).add_(0.0)  # + 0.0 turns a -0 level into +0
@@ -213,11 +215,11 @@ class Uniform:
         u = _uniforms(rand, x, self.name)
         lo, hi = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
         step = self.step(lo, hi)
-        r = (x - lo) / torch.where(step > 0, step, 1.0)  # step 0: every x_i is lo, r = 0
+        r = (x - lo).div_(torch.where(step > 0, step, 1.0))  # step 0: every x_i is lo, r = 0
         return lo, hi, stochastic_round(r, u).clamp_(0, self.top)
 
     def dequantize(self, lo: torch.Tensor, hi: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        return lo + codes * self.step(lo, hi)
+        return (codes * self.step(lo, hi)).add_(lo)
 
     def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi, codes = self.quantize(x, rand)
@@ -248,8 +250,9 @@ class TernGrad:
         """``s`` ``(n, 1)`` and the ternary ``sign(x_i) b_i`` ``(n, d)`` in {-1, 0, 1} (fp32)."""
         x = x.float()
         u = _uniforms(rand, x, self.name)
-        scale = x.abs().amax(1, keepdim=True)
-        keep = (u < x.abs() / torch.where(scale > 0, scale, 1.0)).to(torch.float32)
+        a = x.abs()
+        scale = a.amax(1, keepdim=True)
+        keep = as_float(u < a.div_(torch.where(scale > 0, scale, 1.0)))
         return scale, torch.sign(x).nan_to_num_(0.0).mul_(keep).add_(0.0)  # + 0.0: no -0
 
     def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,14 +15,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fedbench.compress._bits import pack_uints, unpack_uints
+from fedbench.compress._bits import as_float, pack_uints, unpack_uints
 
 
 def signs(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``-scale`` where ``x < 0``, else ``+scale`` (``-0.0`` and NaN count as positive), fp32, with
     ``scale`` broadcasting against ``x``; as ``scale - 2 scale [x < 0]``, exact in floating point,
     and much faster on the CPU than ``torch.where`` on a mask."""
-    return (x < 0).to(torch.float32).mul_(-2 * scale).add_(scale)
+    return as_float(x < 0).mul_(-2 * scale).add_(scale)
 
 
 class ScaledSign:

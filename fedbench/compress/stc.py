@@ -46,7 +46,7 @@ import struct
 import numpy as np
 import torch
 
-from fedbench.compress._bits import BitReader, kept_distances, row_sum
+from fedbench.compress._bits import BitReader, count, flat_distances, row_sum
 from fedbench.compress.topk import TopK
 
 PHI = (1 + math.sqrt(5)) / 2
@@ -96,10 +96,10 @@ class STC:
         sent = vals != 0
         ternary = torch.where(sent, torch.where(vals < 0, -mu, mu), 0.0)
         out = torch.zeros_like(x).scatter_(1, idx, ternary)
-        mask = torch.zeros_like(x, dtype=torch.bool).scatter_(1, idx, sent)
         b = self.b_for(d)
-        rows, gaps, _ = kept_distances(mask)
-        bits = row_sum(rows, ((gaps - 1) >> b) + 1 + b, n) + mask.sum(1)
+        flat = (idx + torch.arange(n, device=idx.device).unsqueeze(1) * d)[sent]  # ascending, row-major
+        rows, gaps, _ = flat_distances(flat, n, d)
+        bits = row_sum(rows, ((gaps - 1) >> b) + 1 + b, n) + count(sent)
         return out, (8 + torch.div(bits + 7, 8, rounding_mode="floor")).cpu()
 
     def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:

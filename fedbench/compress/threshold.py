@@ -23,7 +23,7 @@ import struct
 import numpy as np
 import torch
 
-from fedbench.compress._bits import flat_distances, flat_nonzero, row_sum
+from fedbench.compress._bits import as_float, flat_distances, flat_nonzero, row_sum
 from fedbench.compress.topk import decode_varints, encode_varint, varint_lengths
 
 
@@ -77,7 +77,7 @@ class Threshold:
         keep = x.abs() >= self.threshold
         # x * keep is far faster on the CPU than torch.where on the mask; + 0.0 turns the -0 of a
         # dropped negative entry into 0 (a kept entry is non-zero when the threshold is)
-        out = x * keep.to(x.dtype) + 0.0 if self.threshold > 0 else x.clone()
+        out = x * as_float(keep) + 0.0 if self.threshold > 0 else x.clone()
         if bool(torch.isnan(out.sum())):  # a NaN is never kept, but NaN * 0 is NaN
             out = torch.where(keep, x, 0.0)
         return out, sparse_bytes(flat_nonzero(keep).to(x.device), n, d).cpu()
