@@ -88,8 +88,12 @@ def test_topk_property_fast_equals_wire(values, k):
 
 
 def test_corrupt_messages_are_refused():
-    with pytest.raises(ValueError, match="shorter than its header"):
-        TopK(k=1).decode(b"\x01", 4)
+    with pytest.raises(ValueError, match="^topk: message shorter than its header$"):
+        TopK(k=1).decode(b"\x01\x00\x00", 4)
+    with pytest.raises(ValueError, match="^topk: k=0 in the message, expected 1 for d=4$"):
+        TopK(k=1).decode(struct.pack("<I", 0), 4)  # a header alone
+    with pytest.raises(ValueError, match="^topk: message ends inside a varint$"):
+        TopK(k=1).decode(struct.pack("<I", 1) + b"\x80", 300)  # a continuation bit, then nothing
     msg = TopK(k=2).encode(torch.tensor([1.0, 2.0, 3.0]))
     with pytest.raises(ValueError, match="does not hold k=2"):
         TopK(k=2).decode(msg[:-1], 3)

@@ -197,3 +197,23 @@ def test_downlink_config_errors():
         ConfigError, match="downlink.error_feedback='ef': unknown key for downlink 'fp16'; allowed keys: name"
     ):
         validate(cfg)
+
+
+def test_the_stage_state_survives_a_weights_only_checkpoint(tmp_path):
+    """Residual, PowerSGD-free state, sync rounds and message lengths go through torch.save and a
+    weights_only load, and the restored stage continues exactly as the original."""
+    a = DownlinkStage(TopK(k=2), "ef", 3, 0, num_clients=4, dim=5)
+    a.compress(torch.tensor([3.0, -1.0, 0.5, -4.0, 0.0]), 1)
+    a.send(RoundRecord(round=2, clients=np.array([1, 3]), num_samples=np.array([1, 1])))
+    torch.save(a.state_dict(), tmp_path / "s.pt")
+    b = DownlinkStage(TopK(k=2), "ef", 3, 0, num_clients=4, dim=5)
+    b.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True), torch.device("cpu"))
+    assert b.synced.tolist() == [0, 2, 0, 2] and b.synced.dtype == np.int64
+    assert b.message_bytes == a.message_bytes and torch.equal(b.residual, a.residual) and b.q is None
+    step = torch.tensor([0.0, -1.5, 1.0, 0.0, 0.2])
+    assert torch.equal(a.compress(step, 2)[0], b.compress(step, 2)[0])
+    assert a.download_bytes(np.arange(4), 3).tolist() == b.download_bytes(np.arange(4), 3).tolist()
+    none = DownlinkStage(TopK(k=2), "none", None, 0, num_clients=2, dim=5)
+    assert set(none.state_dict()) == {"synced", "message_bytes"}  # no residual without feedback
+    none.load_state_dict(none.state_dict(), torch.device("cpu"))
+    assert none.residual is None and none.q is None

@@ -177,6 +177,8 @@ class TopK:
         if len(data) < 4:
             raise ValueError("topk: message shorter than its header")
         (k,) = struct.unpack_from("<I", data, 0)
+        if k != self.k_for(d):
+            raise ValueError(f"topk: k={k} in the message, expected {self.k_for(d)} for d={d}")
         pos = 4
         if self.index_coding == "bitmask":
             nbytes = math.ceil(d / 8)
