@@ -217,3 +217,21 @@ def test_the_stage_state_survives_a_weights_only_checkpoint(tmp_path):
     assert set(none.state_dict()) == {"synced", "message_bytes"}  # no residual without feedback
     none.load_state_dict(none.state_dict(), torch.device("cpu"))
     assert none.residual is None and none.q is None
+
+
+def test_cache_rounds_from_the_constructor_and_first_contact():
+    """``cache_rounds`` given at construction; a client that never took part gets the full model
+    even when the cache would cover every message so far; one last seen in round 1 is cached."""
+    stage = DownlinkStage(TopK(k=1), "none", 2, 0, num_clients=3, dim=100)  # full model: 400 bytes
+    stage.message_bytes = [10, 20, 30]
+    stage.synced[:] = [0, 1, 2]  # round 4: client 1 missed m_1..m_3 (3 > 2), client 2 m_2, m_3
+    assert stage.download_bytes(np.arange(3), 4).tolist() == [400, 400, 50]
+    assert stage.download_bytes(np.arange(3), 2).tolist() == [400, 10, 0]  # round 2: client 1 lacks m_1; client 2 is up to date
+
+
+def test_relative_error_of_small_and_zero_steps():
+    stage = DownlinkStage(TopK(k=1), "none", None, 0, num_clients=1, dim=3)
+    _, met = stage.compress(torch.tensor([0.3, -0.4, 0.0]), 1)  # norm 0.5: drops 0.3
+    assert met["downlink_rel_error"] == pytest.approx(0.3 / 0.5)
+    sent, met = stage.compress(torch.zeros(3), 2)  # nothing to send: no error, not a division by 0
+    assert met["downlink_rel_error"] == 0.0 and not sent.any()
