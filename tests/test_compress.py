@@ -381,3 +381,14 @@ def test_topk_candidate_search_selects_exactly_what_a_full_sort_does(case):
         assert found is not None and found[0].shape[1] < d // 10  # the shortcut did run
     if case in ("zero_row", "periodic"):
         assert found is None
+
+
+def test_topk_varint_gap_at_the_one_byte_boundary():
+    """Kept indices 0 and 128: gaps 0 and 127 take one varint byte each (128 would take two)."""
+    x = torch.zeros(1, 300)
+    x[0, 0], x[0, 128], x[0, 257] = 5.0, -4.0, 1.0
+    codec = TopK(k=2)
+    _, nbytes = codec.roundtrip(x)
+    assert int(nbytes[0]) == 4 + 1 + 1 + 2 * 4 == len(codec.encode(x[0]))
+    _, nbytes = TopK(k=3).roundtrip(x)  # third gap 257 - 128 - 1 = 128: two bytes
+    assert int(nbytes[0]) == 4 + 1 + 1 + 2 + 3 * 4 == len(TopK(k=3).encode(x[0]))
