@@ -392,3 +392,18 @@ def test_topk_varint_gap_at_the_one_byte_boundary():
     assert int(nbytes[0]) == 4 + 1 + 1 + 2 * 4 == len(codec.encode(x[0]))
     _, nbytes = TopK(k=3).roundtrip(x)  # third gap 257 - 128 - 1 = 128: two bytes
     assert int(nbytes[0]) == 4 + 1 + 1 + 2 + 3 * 4 == len(TopK(k=3).encode(x[0]))
+
+
+@pytest.mark.parametrize("first, index_bytes", [(127, 1), (128, 2)])
+def test_topk_first_index_varint_boundary(first, index_bytes):
+    x = torch.zeros(1, 300)
+    x[0, first] = 1.0
+    _, nbytes = TopK(k=1).roundtrip(x)
+    assert int(nbytes[0]) == 4 + index_bytes + 4 == len(TopK(k=1).encode(x[0]))
+
+
+def test_topk_config_errors_exactly():
+    with pytest.raises(ValueError, match="^topk: give exactly one of fraction and k$"):
+        TopK(fraction=0.1, k=3)
+    with pytest.raises(ValueError, match="^topk: index_coding='delta'; allowed: varint, bitmask$"):
+        TopK(k=1, index_coding="delta")
