@@ -353,7 +353,7 @@ def _topk_reference(x: torch.Tensor, k: int) -> np.ndarray:
     return np.stack([np.sort(np.lexsort((np.arange(len(r)), -r))[:k]) for r in m])
 
 
-@pytest.mark.parametrize("case", ["gaussian", "ties", "nan", "zero_row", "periodic", "heavy_tail"])
+@pytest.mark.parametrize("case", ["gaussian", "ties", "nan", "zero_row", "periodic", "heavy_tail", "spikes", "fp64"])
 def test_topk_candidate_search_selects_exactly_what_a_full_sort_does(case):
     """Rows long enough for the sampled-level shortcut (k >= 200): the same indices as a stable
     sort, including the cases where the shortcut must give up (a zero row: every entry ties; a
@@ -374,13 +374,20 @@ def test_topk_candidate_search_selects_exactly_what_a_full_sort_does(case):
         x[:, 1::4] = torch.rand(n, d // 4, generator=g) + 1
     elif case == "heavy_tail":
         x = torch.randn(n, d, generator=g) ** 5
+    elif case == "spikes":  # 300 < k equal spikes, all where the sample looks: too few candidates
+        x[1, ::4][:300] = 10.0
+    elif case == "fp64":  # magnitudes that fp32 would merge: the candidates keep the input's precision
+        x = (1 + torch.arange(d, dtype=torch.float64) * 1e-12).expand(n, d).contiguous()
+        x[:, ::7] += 1e-3
     np.testing.assert_array_equal(TopK(k=k).select(x).numpy(), _topk_reference(x, k))
     mag = torch.nan_to_num(x.abs(), nan=math.inf)
     found = candidates(mag, k)
     if case in ("gaussian", "heavy_tail"):
         assert found is not None and found[0].shape[1] < d // 10  # the shortcut did run
-    if case in ("zero_row", "periodic"):
+    if case in ("zero_row", "periodic", "spikes"):
         assert found is None
+    if case == "fp64":
+        assert found is not None and found[1].dtype == torch.float64
 
 
 def test_topk_varint_gap_at_the_one_byte_boundary():
