@@ -235,3 +235,21 @@ def test_relative_error_of_small_and_zero_steps():
     assert met["downlink_rel_error"] == pytest.approx(0.3 / 0.5)
     sent, met = stage.compress(torch.zeros(3), 2)  # nothing to send: no error, not a division by 0
     assert met["downlink_rel_error"] == 0.0 and not sent.any()
+
+
+def test_powersgd_downlink_keeps_the_servers_q_through_a_checkpoint(tmp_path):
+    from fedbench.compress import PowerSGD
+
+    def stage():
+        return DownlinkStage(PowerSGD([(6, 5), (5,)], rank=1), "ef", None, 0, num_clients=2, dim=35)
+
+    a = stage()
+    g = torch.Generator().manual_seed(0)
+    a.compress(torch.randn(35, generator=g), 1)
+    assert a.q is not None and a.q.shape == (1, 5)  # the warm start of the next message
+    torch.save(a.state_dict(), tmp_path / "s.pt")
+    b = stage()
+    b.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True), torch.device("cpu"))
+    assert torch.equal(b.q, a.q)
+    step = torch.randn(35, generator=g)
+    assert torch.equal(a.compress(step, 2)[0], b.compress(step, 2)[0]) and torch.equal(a.q, b.q)

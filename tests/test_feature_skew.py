@@ -402,3 +402,11 @@ def test_partition_json_lists_each_clients_noise_and_angle(tmp_path):
     assert part["client_noise"] == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2])
     assert part["client_rotation"] == pytest.approx([0.0, 22.5, 45.0, 67.5, 90.0])
     assert "client_noise" not in s["partition"] and "tv_mean" in s["partition"]
+
+
+def test_client_fractions_by_hand():
+    from fedbench.partition.feature import client_fractions
+
+    assert client_fractions(1).tolist() == [0.0]
+    assert client_fractions(2).tolist() == [0.0, 1.0]
+    assert client_fractions(5).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
