@@ -226,7 +226,8 @@ def test_cache_rounds_from_the_constructor_and_first_contact():
     stage.message_bytes = [10, 20, 30]
     stage.synced[:] = [0, 1, 2]  # round 4: client 1 missed m_1..m_3 (3 > 2), client 2 m_2, m_3
     assert stage.download_bytes(np.arange(3), 4).tolist() == [400, 400, 50]
-    assert stage.download_bytes(np.arange(3), 2).tolist() == [400, 10, 0]  # round 2: client 1 lacks m_1; client 2 is up to date
+    # round 2: client 1 lacks m_1; client 2 is up to date
+    assert stage.download_bytes(np.arange(3), 2).tolist() == [400, 10, 0]
 
 
 def test_relative_error_of_small_and_zero_steps():
