@@ -761,3 +761,27 @@ def test_tv_falls_as_shards_per_client_rise():
     tv = [mean_tv(lambda r, s=s: shards(BIG, 20, r, shards_per_client=s)) for s in (1, 2, 5, 10)]
     assert all(a > b + 0.05 for a, b in zip(tv, tv[1:])), tv
     assert tv[0] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("name", ["iid", "shards", "classes_per_client"])
+def test_partitioners_name_a_bad_client_count_exactly(name):
+    from fedbench.partition import PARTITIONERS, PartitionError
+
+    labels = np.repeat(np.arange(4), 10)
+    with pytest.raises(PartitionError, match="^num_clients must be an integer >= 1, got 0$"):
+        PARTITIONERS[name](labels, 0, rng=np.random.default_rng(0))
+
+
+def test_shards_names_a_bad_shard_count_exactly():
+    from fedbench.partition import PARTITIONERS, PartitionError
+
+    with pytest.raises(PartitionError, match="^shards_per_client must be an integer >= 1, got 0$"):
+        PARTITIONERS["shards"](np.repeat(np.arange(4), 10), 2, rng=np.random.default_rng(0), shards_per_client=0)
+
+
+def test_classes_per_client_defaults_to_two_labels_per_client():
+    from fedbench.partition import PARTITIONERS
+
+    labels = np.repeat(np.arange(10), 30)
+    parts = PARTITIONERS["classes_per_client"](labels, 10, rng=np.random.default_rng(0))
+    assert [len(np.unique(labels[p])) for p in parts] == [2] * 10
