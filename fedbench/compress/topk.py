@@ -91,13 +91,13 @@ def candidates(mag: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor] |
     level = torch.topk(sample, ks, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
     mask = mag >= level
     per_row = count(mask)
-    if bool((per_row < k).any()) or int(per_row.max()) > 4 * k:
+    width = int(per_row.max())
+    if bool((per_row < k).any()) or width > 4 * k:
         return None
     flat = flat_nonzero(mask).to(mag.device)
     rows = torch.div(flat, d, rounding_mode="floor")
     start = torch.cumsum(per_row, 0) - per_row
     col = torch.arange(flat.numel(), device=mag.device) - start[rows]
-    width = int(per_row.max())
     cols = torch.zeros(n, width, dtype=torch.int64, device=mag.device)
     values = torch.full((n, width), -1.0, dtype=mag.dtype, device=mag.device)
     cols[rows, col] = flat - rows * d

@@ -30,7 +30,7 @@ from fedbench.registry import integer, number, one_of, option, register
 from .base import PartitionError, as_parts, check_alpha, check_int, check_labels, check_min_size
 from .base import class_pools as _class_pools
 from .feature import FeatureSkewOptions
-from .quantity import LAWS, check_law, draw_sizes
+from .quantity import LAWS, SizeLawOptions, check_law, draw_sizes
 
 _ALPHA = number(min=0, min_open=True)
 
@@ -47,16 +47,11 @@ class DirichletClassConfig(FeatureSkewOptions):
 
 @register("partition", "dirichlet_client")
 @dataclass
-class DirichletClientConfig(FeatureSkewOptions):
+class DirichletClientConfig(SizeLawOptions):
     name: str = "dirichlet_client"
     alpha: float = option(0.5, _ALPHA)
     client_size: int | None = option(None, integer(1, nullable=True))
-    sizes: str = option("equal", one_of("equal", *LAWS))
-    beta: float = option(0.5, number(min=0, min_open=True))
-    sigma: float = option(1.0, number(min=0))
-    exponent: float = option(1.5, number(min=0, min_open=True))
-    min_size: int = option(10, integer(0))
-    max_attempts: int = option(100_000, integer(1))
+    sizes: str = option("equal", one_of("equal", *LAWS))  # the law's keys come from SizeLawOptions
 
 
 def _balanced(p: np.ndarray, sizes: np.ndarray, cap: float) -> np.ndarray:

@@ -22,16 +22,23 @@ LAWS = ("dirichlet", "lognormal", "powerlaw")
 _BATCH = 1024  # Dirichlet redraws are drawn this many at a time
 
 
-@register("partition", "quantity")
 @dataclass
-class QuantityConfig(FeatureSkewOptions):
-    name: str = "quantity"
-    law: str = option("dirichlet", one_of(*LAWS))
+class SizeLawOptions(FeatureSkewOptions):
+    """The keys of the client-size laws (:func:`draw_sizes`), shared by ``quantity`` and
+    ``dirichlet_client``'s ``sizes``."""
+
     beta: float = option(0.5, number(min=0, min_open=True))
     sigma: float = option(1.0, number(min=0))
     exponent: float = option(1.5, number(min=0, min_open=True))
     min_size: int = option(10, integer(0))
     max_attempts: int = option(100_000, integer(1))
+
+
+@register("partition", "quantity")
+@dataclass
+class QuantityConfig(SizeLawOptions):
+    name: str = "quantity"
+    law: str = option("dirichlet", one_of(*LAWS))
 
 
 def _softmax(logw: np.ndarray) -> np.ndarray:
