@@ -1,0 +1,1 @@
+"""Tests written to kill surviving mutants of `fedbench.compress` (see docs/testing.md)."""
