@@ -25,9 +25,12 @@ class ClientState:
         self._data: dict[str, torch.Tensor] = {}  # name -> (capacity, d)
 
     def get(self, name: str, clients: np.ndarray, dim: int, device: torch.device | str) -> torch.Tensor:
-        """The rows of ``clients`` (zeros for clients never written), on ``device``."""
-        out = torch.zeros(len(clients), dim, device=device)
+        """The rows of ``clients`` (zeros for clients never written), on ``device``: a new tensor."""
         rows = self._rows.get(name, {})
+        if len(clients) and all(int(c) in rows for c in clients):
+            idx = torch.as_tensor([rows[int(c)] for c in clients], device=self.device)
+            return self._data[name].index_select(0, idx).to(device)
+        out = torch.zeros(len(clients), dim, device=device)
         have = [(i, rows[int(c)]) for i, c in enumerate(clients) if int(c) in rows]
         if have:
             pos, idx = zip(*have)

@@ -375,3 +375,83 @@ def test_bad_rand_and_options_are_refused():
             make()
     assert not ScaledSign.stochastic and not Threshold.stochastic  # deterministic: roundtrip(x) alone
     assert torch.equal(ScaledSign().roundtrip(x)[0], x) and torch.equal(Threshold(0.0).roundtrip(x)[0], x)
+
+
+# ---- the comparison-free kernels (stochastic rounding, TernGrad's Bernoulli, row norms) ---------
+def _stochastic_round_by_definition(r: np.ndarray, u: np.ndarray) -> np.ndarray:
+    low = np.floor(r)
+    return low + (u < r - low)  # the module's definition, with numpy's comparison
+
+
+def _below(v: float) -> float:
+    return float(np.nextafter(np.float32(v), np.float32(0)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.floats(0, 2**23, width=32), st.integers(0, 300).map(float)),
+            st.one_of(st.floats(0, 1, exclude_max=True, width=32), st.sampled_from([0.0, _below(1.0)])),
+        ),
+        min_size=1,
+        max_size=50,
+    )
+)
+def test_stochastic_round_equals_its_definition(pairs):
+    """``ceil(f - u)`` stands for ``[u < f]`` exactly, including ``u == f`` and ``u`` an ulp below."""
+    from fedbench.compress.quantize import stochastic_round
+
+    r = np.array([p[0] for p in pairs], np.float32)
+    u = np.array([p[1] for p in pairs], np.float32)
+    frac = r - np.floor(r)  # the edges: u equal to the fraction, and one ulp below it
+    r, u = np.concatenate([r, r, r]), np.concatenate([u, frac, np.nextafter(frac, np.float32(-1)).clip(0)])
+    expected = _stochastic_round_by_definition(r, u)
+    got = stochastic_round(torch.from_numpy(r.copy()), torch.from_numpy(u)).numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert not np.signbit(got).any()  # no -0
+
+
+def test_stochastic_round_by_hand():
+    from fedbench.compress.quantize import stochastic_round
+
+    r = torch.tensor([2.25, 2.25, 2.25, 0.0, 3.0, 0.5])
+    u = torch.tensor([0.0, 0.25, 0.2499999, 0.0, 0.999, 0.5])
+    # 2 + [0 < .25], 2 + [.25 < .25], 2 + [.2499999 < .25], 0 + [0 < 0], 3 + [.999 < 0], 0 + [.5 < .5]
+    assert stochastic_round(r, u).tolist() == [3.0, 2.0, 3.0, 0.0, 3.0, 0.0]
+
+
+def test_terngrad_keeps_a_coordinate_iff_u_is_below_its_ratio():
+    """``b_i = [u_i < |x_i| / s]`` at the edges: ``u`` equal to the ratio drops, an ulp below keeps."""
+    x = torch.tensor([[4.0, -1.0, 1.0, -2.0, 0.0, -0.0]])  # s = 4: ratios 1, .25, .25, .5, 0, 0
+    u = torch.tensor([[0.9999999, 0.25, _below(0.25), 0.5, 0.0, 0.0]])
+    scale, t = TernGrad().quantize(x, u)
+    assert scale.tolist() == [[4.0]]
+    assert t.tolist() == [[1.0, 0.0, 1.0, 0.0, 0.0, 0.0]] and not torch.signbit(t).any()
+
+
+@pytest.mark.parametrize("n", [1, 3, 17])
+def test_row_norms_of_a_row_alone_equal_its_norm_in_a_batch(n):
+    from fedbench.compress._bits import row_distances, row_norms
+
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, 100_003, generator=g) * torch.logspace(-4, 4, n).view(n, 1)
+    y = torch.randn(n, 100_003, generator=g)
+    norms = row_norms(x)
+    assert norms.shape == (n, 1) and norms.dtype == torch.float32
+    for i in range(n):
+        assert torch.equal(row_norms(x[i : i + 1]), norms[i : i + 1])
+    # against fp64 by numpy: an fp32 sum of 1e5 squares is good to a few 1e-7 (1.006e-6 seen)
+    exact = np.sqrt((x.double().numpy() ** 2).sum(1))
+    np.testing.assert_allclose(norms[:, 0].numpy(), exact, rtol=4e-6)
+    np.testing.assert_allclose(row_distances(x, y).numpy(), np.linalg.norm((x - y).double().numpy(), axis=1), rtol=4e-6)
+    empty = torch.zeros(0, 5)
+    assert row_norms(empty).shape == (0, 1) and row_distances(empty, empty).shape == (0,)
+
+
+def test_flat_nonzero_of_floats_treats_minus_zero_as_zero():
+    from fedbench.compress._bits import flat_nonzero
+
+    q = torch.tensor([[0.0, -0.0, 2.0], [float("nan"), 0.0, -1.0]])
+    assert flat_nonzero(q).tolist() == [2, 3, 5]
+    assert flat_nonzero(q != 0).tolist() == [2, 3, 5]

@@ -431,3 +431,20 @@ def test_uniform_draws_are_per_row_pcg64_streams_whatever_the_threads():
     seq = np.random.SeedSequence(42).spawn(5)[3]
     np.testing.assert_array_equal(one[3].numpy(), np.random.Generator(np.random.PCG64(seq)).random(1000, np.float32))
     assert float(one.min()) >= 0 and float(one.max()) < 1
+
+
+def test_client_state_hands_out_copies_that_feedback_may_overwrite():
+    """Error feedback overwrites the state it is given: the store's rows must not change with it."""
+    from fedbench.compress import feedback
+    from fedbench.state import ClientState
+
+    store = ClientState()
+    store.set("e", np.array([4, 9]), torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    got = store.get("e", np.array([9, 4]), 2, "cpu")  # every client known: the fast path
+    assert got.tolist() == [[3.0, 4.0], [1.0, 2.0]]
+    sent, _, e = feedback.ef(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), got, TopK(k=1).roundtrip)
+    assert e.data_ptr() == got.data_ptr()  # overwritten in place, as documented
+    assert sent.tolist() == [[4.0, 0.0], [0.0, 3.0]] and e.tolist() == [[0.0, 4.0], [1.0, 0.0]]
+    assert store.get("e", np.array([4, 9]), 2, "cpu").tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    mixed = store.get("e", np.array([9, 5]), 2, "cpu")  # one unknown client: zeros for it
+    assert mixed.tolist() == [[3.0, 4.0], [0.0, 0.0]]

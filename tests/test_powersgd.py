@@ -308,3 +308,24 @@ def test_bad_input_is_refused():
         with pytest.raises(ValueError, match=match):
             make()
     assert PowerSGD.stateful and PowerSGD.name == "powersgd"
+
+
+def test_numpy_bmm_and_rank1_expand_match_torch():
+    """The CPU product through numpy's matmul is torch.bmm's product (fp64, to ~1e-15), on
+    transposed views too; the rank-1 expansion ``P * Q^T`` is bmm's one product per entry, bit for bit."""
+    from fedbench.compress.powersgd import bmm, expand
+
+    g = gen(3)
+    m = torch.randn(4, 7, 5, generator=g, dtype=torch.float64)
+    q = torch.randn(4, 5, 2, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(bmm(m, q), torch.bmm(m, q), rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(
+        bmm(q.transpose(1, 2), m.transpose(1, 2)),
+        torch.bmm(q.transpose(1, 2), m.transpose(1, 2)),
+        rtol=1e-13,
+        atol=1e-14,
+    )
+    p1, q1 = torch.randn(4, 7, 1, generator=g), torch.randn(4, 5, 1, generator=g)
+    assert torch.equal(bits_of(expand(p1, q1)), bits_of(torch.bmm(p1, q1.transpose(1, 2))))
+    # rank 2 by hand: [[1, 2]] [[3, 4]]^T = 1*3 + 2*4 = 11
+    assert expand(torch.tensor([[[1.0, 2.0]]]), torch.tensor([[[3.0, 4.0]]])).tolist() == [[[11.0]]]

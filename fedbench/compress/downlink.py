@@ -77,26 +77,24 @@ class DownlinkStage:
         its model. Metrics: ``downlink_rel_error`` ``||m_r - v|| / ||v||`` with ``v`` the codec's
         input (0 when ``v = 0``) and, with error feedback, ``downlink_ef_residual_norm`` ``||e_r||``."""
         gen = torch_generator(self.seed, "downlink", r, device=step.device)
-        codec_in: list[torch.Tensor] = []
+        metrics: dict[str, float] = {}
 
         def roundtrip(v: torch.Tensor):
-            codec_in.append(v)
             decoded, nbytes, self.q = run_codec(self.codec, v, gen, self.q)
+            norm = float(v.norm())  # here: error feedback overwrites v afterwards
+            metrics["downlink_rel_error"] = float((decoded - v).norm()) / norm if norm > 0 else 0.0
             return decoded, nbytes
 
         v = step.view(1, -1)
-        metrics: dict[str, float] = {}
         if self.mode == "none":
             sent, nbytes = roundtrip(v)
         else:  # ef21 sends the same messages as ef (module docstring)
-            e = torch.zeros_like(v) if self.residual is None else self.residual.view(1, -1)
+            e = torch.zeros_like(v) if self.residual is None else self.residual.view(1, -1).clone()
             sent, nbytes, e = feedback.ef(v, e, roundtrip)
             self.residual = e[0]
             metrics["downlink_ef_residual_norm"] = float(e.norm())
         self.message_bytes.append(int(nbytes[0]))
-        norm = float(codec_in[0].norm())
-        metrics["downlink_rel_error"] = float((sent - codec_in[0]).norm()) / norm if norm > 0 else 0.0
-        return sent[0], metrics
+        return sent[0], {"downlink_rel_error": metrics.pop("downlink_rel_error"), **metrics}
 
     def state_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -14,7 +14,8 @@ the first time it takes part, so memory grows with the clients that trained.
   server's copy of ``g_i`` is the client's last one, so one shared row stands for both.
 
 Both return what the server aggregates, each row's message bytes (those of ``C``), and the
-state to keep.
+state to keep. The state passed in is overwritten (it becomes the new state): the per-client
+store hands out a fresh copy, and the ``(n, d)`` copies saved are a few milliseconds a round.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ Roundtrip = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 def ef(updates: torch.Tensor, residual: torch.Tensor, roundtrip: Roundtrip):
     """``(sent, nbytes, new_residual)`` for classic error feedback (module docstring)."""
-    corrected = updates + residual
+    corrected = residual.add_(updates)
     sent, nbytes = roundtrip(corrected)
-    return sent, nbytes, corrected - sent
+    return sent, nbytes, corrected.sub_(sent)
 
 
 def ef21(updates: torch.Tensor, state: torch.Tensor, roundtrip: Roundtrip):
     """``(aggregated, nbytes, new_state)`` for EF21: ``new_state = state + C(updates - state)``,
     which is also what the server aggregates (module docstring)."""
     sent, nbytes = roundtrip(updates - state)
-    new_state = state + sent
+    new_state = state.add_(sent)
     return new_state, nbytes, new_state

@@ -4,8 +4,9 @@ Stochastic rounding: a real ``r`` with ``l = floor(r)`` becomes ``l + 1`` iff ``
 ``l``, for the coordinate's ``u ~ U[0, 1)`` (so ``P(l + 1) = r - l`` and ``E = r``). :meth:`draw`
 gives the uniforms ``(n, d)`` fp32 (:func:`draw_uniforms`). Scalars are fp32, little-endian; code streams are
 bit-packed as in :mod:`fedbench.compress._bits` (least significant bit first in each byte and in each
-fixed-width field, zero padding). Inputs are assumed finite. Row reductions (norms) are accumulated
-in fp64 and rounded to the fp32 that is sent, so a row alone and in a batch give the same message.
+fixed-width field, zero padding). Inputs are assumed finite. Row norms are reduced one row at a
+time in fp32 (:func:`fedbench.compress._bits.row_norms`), so a row alone and in a batch give the
+same message on one machine (another thread count may move a norm by an ulp).
 
 **QSGD** (Alistarh et al. 2017, "QSGD: Communication-efficient SGD via gradient quantization and
 encoding"), ``s = levels``, the whole row one bucket (no bucketing)::
@@ -50,13 +51,13 @@ import torch
 
 from fedbench.compress._bits import (
     BitReader,
-    as_float,
     flat_distances,
     flat_nonzero,
     omega_fields,
     omega_lengths,
     pack_fields,
     pack_uints,
+    row_norms,
     row_sum,
     unpack_uints,
 )
@@ -75,15 +76,16 @@ def draw_uniforms(n: int, d: int, generator: torch.Generator) -> torch.Tensor:
     seeds = np.random.SeedSequence(generator.initial_seed()).spawn(n)
     out = np.empty((n, d), np.float32)
 
-    def fill(i: int) -> None:
-        np.random.Generator(np.random.PCG64(seeds[i])).random(out=out[i], dtype=np.float32)
+    def fill(rows: range) -> None:
+        for i in rows:
+            np.random.Generator(np.random.PCG64(seeds[i])).random(out=out[i], dtype=np.float32)
 
     workers = min(n, torch.get_num_threads())
-    if workers > 1:
-        list(_pool(workers).map(fill, range(n)))
-    else:
-        for i in range(n):
-            fill(i)
+    groups = [range(n * w // workers, n * (w + 1) // workers) for w in range(workers)]
+    pending = [_pool(workers - 1).submit(fill, rows) for rows in groups[1:]] if workers > 1 else []
+    fill(groups[0])  # the calling thread fills the first group itself
+    for job in pending:
+        job.result()
     return torch.from_numpy(out)
 
 
@@ -101,9 +103,11 @@ def _uniforms(rand: torch.Tensor | None, x: torch.Tensor, name: str) -> torch.Te
 
 
 def stochastic_round(r: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``floor(r) + [u < r - floor(r)]``; overwrites ``r`` (with its fractional part)."""
+    """``floor(r) + [u < r - floor(r)]`` for ``r >= 0``; overwrites ``r``. The indicator is
+    ``ceil(f - u)`` for the fractional part ``f`` (exact: ``f - u`` in ``(-1, 1)`` is positive iff
+    ``u < f``, IEEE subtraction keeps the sign), which avoids torch's slow CPU comparisons."""
     low = torch.floor(r)
-    return low.add_(as_float(u < r.sub_(low)))
+    return low.add_(r.sub_(low).sub_(u).ceil_())  # a -0 indicator leaves low's sign alone
 
 
 def _scalars(data: bytes, count: int, name: str) -> torch.Tensor:
@@ -141,18 +145,18 @@ class QSGD:
         """The sent norms ``(n, 1)`` and signed levels ``+-l_i`` ``(n, d)`` (fp32 integers, zero as +0)."""
         x = x.float()
         u = _uniforms(rand, x, self.name)
-        norm = torch.linalg.vector_norm(x.double(), dim=1, keepdim=True).float()  # fp64: see the module doc
+        norm = row_norms(x)
         r = x.abs().div_(torch.where(norm > 0, norm, 1.0)).mul_(self.levels)
-        # a guard only: the norm, summed in fp64 and correctly rounded, is >= every |x_i|, so r <= s
+        # the fp32 norm can lie an ulp below the largest |x_i| (rounded squares), so r can pass s
         level = stochastic_round(r, u).clamp_(max=self.levels)
-        return norm, torch.copysign(level, x).add_(0.0)  # + 0.0 turns a -0 level into +0
+        return norm, level.copysign_(x).add_(0.0)  # + 0.0 turns a -0 level into +0
 
     def dequantize(self, norm: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         return norm / self.levels * q
 
     def elias_bits(self, q: torch.Tensor) -> torch.Tensor:
         """Bits of the ``elias`` code stream of each row of signed levels ``q``."""
-        flat = flat_nonzero(q != 0).to(q.device)
+        flat = flat_nonzero(q)
         rows, dist, tail = flat_distances(flat, *q.shape)
         levels = q.reshape(-1)[flat].abs().long()  # row-major, the order of flat_distances
         per_entry = omega_lengths(dist) + 1 + omega_lengths(levels)
@@ -165,7 +169,7 @@ class QSGD:
             nbytes = torch.full((n,), 4 + -(-d * (1 + self.width) // 8), dtype=torch.int64)
         else:
             nbytes = 4 + torch.div(self.elias_bits(q) + 7, 8, rounding_mode="floor").cpu()
-        return self.dequantize(norm, q), nbytes
+        return q.mul_(norm / self.levels), nbytes  # dequantize, in place
 
     def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
         norm, q = self.quantize(*_row(row, rand))
@@ -246,7 +250,8 @@ class Uniform:
     def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi, codes = self.quantize(x, rand)
         n, d = codes.shape
-        return self.dequantize(lo, hi, codes), torch.full((n,), 8 + -(-d * self.bits // 8), dtype=torch.int64)
+        decoded = codes.mul_(self.step(lo, hi)).add_(lo)  # dequantize, in place
+        return decoded, torch.full((n,), 8 + -(-d * self.bits // 8), dtype=torch.int64)
 
     def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
         lo, hi, codes = self.quantize(*_row(row, rand))
@@ -274,13 +279,14 @@ class TernGrad:
         u = _uniforms(rand, x, self.name)
         a = x.abs()
         scale = a.amax(1, keepdim=True)
-        keep = as_float(u < a.div_(torch.where(scale > 0, scale, 1.0)))
-        return scale, torch.sign(x).nan_to_num_(0.0).mul_(keep).add_(0.0)  # + 0.0: no -0
+        # b_i = [u_i < p_i] as ceil(p_i - u_i), exact (see stochastic_round); then its sign, no -0
+        keep = a.div_(torch.where(scale > 0, scale, 1.0)).sub_(u).ceil_()
+        return scale, keep.copysign_(x).add_(0.0)
 
     def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         scale, t = self.quantize(x, rand)
         n, d = t.shape
-        return scale * t, torch.full((n,), 4 + -(-d // 4), dtype=torch.int64)
+        return t.mul_(scale), torch.full((n,), 4 + -(-d // 4), dtype=torch.int64)
 
     def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
         scale, t = self.quantize(*_row(row, rand))

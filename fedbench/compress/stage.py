@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from fedbench.compress import feedback
+from fedbench.compress._bits import row_distances, row_norms
 from fedbench.rng import torch_generator
 from fedbench.round import RoundRecord, fp32_bytes
 from fedbench.state import ClientState
@@ -59,11 +60,14 @@ class UplinkStage:
         and, with error feedback, ``ef_residual_norm``: the mean over the round's clients of what
         the server still lacks, ``||e_i||`` (``ef``) or ``||u_i - g_i||`` (``ef21``)."""
         x = record.updates
-        codec_in: list[torch.Tensor] = []
+        seen: dict[str, torch.Tensor] = {}
 
         def roundtrip(v: torch.Tensor):
-            codec_in.append(v)
-            return self.roundtrip(v, record)
+            decoded, nbytes = self.roundtrip(v, record)
+            seen["norms"] = row_norms(v)[:, 0]  # here: error feedback overwrites v afterwards
+            if self.mode != "ef":  # under ef, v - C(v) is the new residual: its norms come below
+                seen["errors"] = row_distances(decoded, v)
+            return decoded, nbytes
 
         metrics: dict[str, float] = {}
         if self.mode == "none":
@@ -73,15 +77,15 @@ class UplinkStage:
             state = self.store.get(name, record.clients, self.dim, x.device)
             decoded, nbytes, state = getattr(feedback, self.mode)(x, state, roundtrip)
             self.store.set(name, record.clients, state)
-            gap = state if self.mode == "ef" else x - decoded
-            metrics["ef_residual_norm"] = float(gap.norm(dim=1).mean())
-        v = codec_in[0]
+            if self.mode == "ef":
+                seen["errors"] = row_norms(state)[:, 0]
+            gap = seen["errors"] if self.mode == "ef" else row_distances(x, decoded)
+            metrics["ef_residual_norm"] = float(gap.mean())
         sent = int(nbytes.sum())
         record.add_bytes("uplink", "update", sent)
-        norms = v.norm(dim=1)
+        norms = seen["norms"]
         moved = norms > 0
-        sent_v = decoded if self.mode != "ef21" else decoded - (x - v)  # ef21 sends C(v), aggregates g + C(v)
-        err = ((sent_v - v).norm(dim=1)[moved] / norms[moved]).mean() if bool(moved.any()) else x.new_tensor(0.0)
+        err = (seen["errors"][moved] / norms[moved]).mean() if bool(moved.any()) else x.new_tensor(0.0)
         record.updates = decoded
         if not hasattr(self.codec, "vote"):
             for i, name in enumerate(sorted(record.payloads), start=1):
