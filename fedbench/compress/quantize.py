@@ -76,17 +76,21 @@ def draw_uniforms(n: int, d: int, generator: torch.Generator) -> torch.Tensor:
     seeds = np.random.SeedSequence(generator.initial_seed()).spawn(n)
     out = np.empty((n, d), np.float32)
 
-    def fill(rows: range) -> None:
-        for i in rows:
-            np.random.Generator(np.random.PCG64(seeds[i])).random(out=out[i], dtype=np.float32)
+    def fill(i: int) -> None:
+        np.random.Generator(np.random.PCG64(seeds[i])).random(out=out[i], dtype=np.float32)
 
-    workers = min(n, torch.get_num_threads())
-    groups = [range(n * w // workers, n * (w + 1) // workers) for w in range(workers)]
-    pending = [_pool(workers - 1).submit(fill, rows) for rows in groups[1:]] if workers > 1 else []
-    fill(groups[0])  # the calling thread fills the first group itself
-    for job in pending:
-        job.result()
+    rows_in_parallel(fill, n)
     return torch.from_numpy(out)
+
+
+def rows_in_parallel(work, n: int) -> list:
+    """``[work(i) for i in range(n)]``, on up to torch's thread count of pool threads when there
+    are several (numpy releases the GIL in its loops). The calling thread only waits: having it
+    take a share measured slower, next to torch's spinning OpenMP workers."""
+    workers = min(n, torch.get_num_threads())
+    if workers > 1:
+        return list(_pool(workers).map(work, range(n)))
+    return [work(i) for i in range(n)]
 
 
 @functools.lru_cache(maxsize=4)
@@ -103,11 +107,11 @@ def _uniforms(rand: torch.Tensor | None, x: torch.Tensor, name: str) -> torch.Te
 
 
 def stochastic_round(r: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``floor(r) + [u < r - floor(r)]`` for ``r >= 0``; overwrites ``r``. The indicator is
+    """``floor(r) + [u < r - floor(r)]`` for ``r >= 0``, in place of ``r``. The indicator is
     ``ceil(f - u)`` for the fractional part ``f`` (exact: ``f - u`` in ``(-1, 1)`` is positive iff
     ``u < f``, IEEE subtraction keeps the sign), which avoids torch's slow CPU comparisons."""
     low = torch.floor(r)
-    return low.add_(r.sub_(low).sub_(u).ceil_())  # a -0 indicator leaves low's sign alone
+    return r.sub_(low).sub_(u).ceil_().add_(low)  # -0 + low is low's sign
 
 
 def _scalars(data: bytes, count: int, name: str) -> torch.Tensor:
@@ -155,7 +159,7 @@ class QSGD:
         return norm / self.levels * q
 
     def elias_bits(self, q: torch.Tensor) -> torch.Tensor:
-        """Bits of the ``elias`` code stream of each row of signed levels ``q``."""
+        """Bits of the ``elias`` code stream of each row of signed levels ``q`` (int64, on its device)."""
         flat = flat_nonzero(q)
         rows, dist, tail = flat_distances(flat, *q.shape)
         levels = q.reshape(-1)[flat].abs().long()  # row-major, the order of flat_distances
