@@ -57,8 +57,11 @@ Batched and single matrix products may sum in different orders (on the CPU, fp32
 rounding boundary, so a row alone (:meth:`PowerSGD.encode`) and in a batch (the fast path) give the
 same bits on one device, except with vanishing probability or when ``M Q`` is so ill-conditioned
 that a kept column is mostly cancellation. Across devices (CUDA fast path, CPU wire path) expect
-agreement to ~1e-7 relative, not bits. Cost: each compressed layer's batch is copied once to fp64
-(transient, twice its fp32 size); ``P`` and ``Q`` are thin (``r`` columns).
+agreement to ~1e-7 relative, not bits. On the CPU the products go through numpy's ``matmul``
+(BLAS per matrix, :func:`bmm`), several times faster there than torch's ``bmm`` for these thin
+shapes; at rank 1 ``P Q^T`` is a broadcast product (one fp32 product per entry, the same bits).
+Cost: each compressed layer's batch is copied once to fp64 (transient, twice its fp32 size);
+``P`` and ``Q`` are thin (``r`` columns).
 
 Wire format (little-endian), for one row; the receiver knows ``shapes``, ``rank`` and
 ``min_compression``. Per parameter, in order:
