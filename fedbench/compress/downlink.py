@@ -94,7 +94,8 @@ class DownlinkStage:
             self.residual = e[0]
             metrics["downlink_ef_residual_norm"] = float(e.norm())
         self.message_bytes.append(int(nbytes[0]))
-        return sent[0], {"downlink_rel_error": metrics.pop("downlink_rel_error"), **metrics}
+        metrics["downlink_rel_error"] = metrics.pop("downlink_rel_error")  # last, as before
+        return sent[0], metrics
 
     def state_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
