@@ -51,6 +51,30 @@ def test_crop_and_flip_known_answers():
     assert out[3, 0].tolist() == [[3, 2, 1], [6, 5, 4], [9, 8, 7]]  # flipped
 
 
+def test_crop_pads_with_black_before_normalising_as_torchvision():
+    """The reference pipeline RandomCrop(padding=1) -> ToTensor -> Normalize, written with
+    torchvision's functional ops at the drawn offset: the border is black (0) before normalising,
+    so it becomes -mean / std, not the channel mean."""
+    import torchvision.transforms.functional as TF
+
+    from fedbench.data.batch import BatchPrep
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (2, 3, 4, 4), generator=g, dtype=torch.uint8)
+    mean, std = (0.5, 0.4, 0.3), (0.25, 0.2, 0.1)
+    aug = torch.tensor([[0, 2, 0], [1, 0, 1]])  # (dy, dx, flip)
+    out = BatchPrep(scale=1 / 255, mean=mean, std=std, crop_padding=1, hflip=True)(x, aug)
+    for i, (dy, dx, flip) in enumerate(aug.tolist()):
+        img = TF.crop(TF.pad(x[i], [1]), dy, dx, 4, 4)  # pads uint8 with 0
+        img = TF.hflip(img) if flip else img
+        ref = TF.normalize(img.float() / 255, mean, std)
+        torch.testing.assert_close(out[i], ref, rtol=1e-6, atol=1e-6)
+    # sample 0 at (dy, dx) = (0, 2): its first row and last column are border, (0 - mean) / std
+    border = torch.tensor([-0.5 / 0.25, -0.4 / 0.2, -0.3 / 0.1]).view(3, 1).expand(3, 4)
+    torch.testing.assert_close(out[0, :, 0, :], border)
+    torch.testing.assert_close(out[0, :, :, 3], border)
+
+
 def test_augmentation_is_drawn_with_the_batches_and_leaves_them_unchanged():
     class Local:
         batch_size, local_epochs, local_steps = 4, 2, None

@@ -5,15 +5,16 @@ training images take 150 MB as uint8, 600 MB as float32), token ids as int64, fe
 float32. A :class:`BatchPrep` turns a gathered minibatch into the model's input:
 
 1. ``x.float() * scale`` (``scale = 1/255`` for uint8 images, so pixels lie in [0, 1]);
-2. ``(x - mean[c]) / std[c]`` per channel ``c`` (the dataset's documented statistics);
-3. training only, when the dataset's ``augment`` asks for it: random crop with zero padding
-   (``crop_padding = p``: pad every side by ``p`` pixels of value 0 *after* step 1, as
-   torchvision's ``RandomCrop(padding=p)`` pads the raw image with black, then take the
-   ``H x W`` window at offset ``(dy, dx)``, each in ``[0, 2p]``), then horizontal flip.
+2. training only, when the dataset's ``augment`` asks for it: random crop with zero padding
+   (``crop_padding = p``: pad every side by ``p`` pixels of value 0, black, as torchvision's
+   ``RandomCrop(padding=p)`` pads the raw image, then take the ``H x W`` window at offset
+   ``(dy, dx)``, each in ``[0, 2p]``), then horizontal flip;
+3. ``(x - mean[c]) / std[c]`` per channel ``c`` (the dataset's documented statistics), so a
+   padded pixel becomes ``-mean[c] / std[c]``, as in torchvision's ``RandomCrop``, ..., ``Normalize``.
 
 With feature skew on (``partition.noise``, ``partition.rotation``; :mod:`fedbench.data.skew`),
 training batches are also rotated by their client's angle right after step 1 and get their
-client's Gaussian noise last. The order is therefore: scale, rotate, normalise, crop, flip, noise.
+client's Gaussian noise last. The order is therefore: scale, rotate, crop, flip, normalise, noise.
 
 The random crop offsets and flips, and the noise seeds, are drawn with the minibatches, from the
 ``batches`` stream keyed by (seed, round, client) (:func:`fedbench.engine.schedule.make_schedule`),
@@ -66,11 +67,11 @@ class BatchPrep:
         skewed = self.skew is not None and aug is not None and aug.shape[-1] > SKEW
         if skewed:
             x = self.skew.rotate(x, aug[:, SKEW:])
+        if aug is not None and self.augments:
+            x = augment(x, aug, self.crop_padding, self.hflip)
         if self.mean is not None:
             shape = (1, -1) + (1,) * (x.dim() - 2)
             x = (x - _on_device(self.mean, x.device).view(shape)) / _on_device(self.std, x.device).view(shape)
-        if aug is not None and self.augments:
-            x = augment(x, aug, self.crop_padding, self.hflip)
         if skewed:
             x = self.skew.add_noise(x, aug[:, SKEW:], self.std if self.mean is not None else None)
         return x
