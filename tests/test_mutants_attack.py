@@ -1,0 +1,1 @@
+"""Tests written to kill surviving mutants of `fedbench.attack` (see docs/testing.md)."""
