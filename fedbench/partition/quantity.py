@@ -63,10 +63,11 @@ def _dirichlet_sizes(
         sizes = cut_sizes(q, n)
         # NIID-Bench accepts on min(q * n) >= min_size; that implies integer sizes >= min_size (each part is
         # > q_j * n - 1), checked as well so that float rounding can never let a smaller client through.
-        ok = ((q * n).min(axis=1) >= min_size) & (sizes.min(axis=1) >= min_size)
+        smallest = np.minimum((q * n).min(axis=1), sizes.min(axis=1))  # what acceptance compares
+        ok = smallest >= min_size
         if ok.any():
             return sizes[int(np.argmax(ok))]
-        best = max(best, int(sizes.min()))
+        best = max(best, int(np.floor(smallest.max())))  # the best row's, below min_size
         tried += b
     who, key = key
     raise PartitionError(
