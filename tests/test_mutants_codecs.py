@@ -233,3 +233,16 @@ def test_stc_decoder_names_the_fault_exactly():
         lambda: codec.decode(struct.pack("<fI", 1.0, 0) + b"\x00", 8),
         "stc: 8 bits after the last codeword, expected zero padding",
     )
+
+
+def test_qsgd_levels_of_a_row_with_norm_below_one_by_hand():
+    """``r_i = s |x_i| / ||x||`` also when ``||x|| < 1``: x = (0.3, -0.4, 0), ||x|| = 0.5, s = 4 gives
+    r = (2.4, 3.2, 0); with u = (0.5, 0.1, 0.3): 2 + [0.5 < 0.4] = 2, 3 + [0.1 < 0.2] = 4, 0; decoded
+    (0.5 / 4) * (2, -4, 0) = (0.25, -0.5, 0). (Dividing by 1 instead would give levels 1, -2, 0.)"""
+    codec = QSGD(4)
+    x = torch.tensor([[0.3, -0.4, 0.0]])
+    u = torch.tensor([[0.5, 0.1, 0.3]])
+    norm, q = codec.quantize(x, u)
+    assert norm.tolist() == [[0.5]] and q.tolist() == [[2.0, -4.0, 0.0]]
+    decoded, _ = codec.roundtrip(x, u)
+    assert decoded.tolist() == [[0.25, -0.5, 0.0]]
