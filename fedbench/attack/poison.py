@@ -79,7 +79,6 @@ def backdoor_view(
     to the training tensors and the client's partition points to them."""
     parts = [p.copy() for p in parts]
     chosen: list[np.ndarray] = []
-    new_rows: list[np.ndarray] = []
     start = len(x)
     for c in np.sort(byzantine):
         own = parts[c]
@@ -88,9 +87,7 @@ def backdoor_view(
         k = max(1, int(round(fraction * len(own))))
         pos = np.sort(rng.choice(len(own), k, replace=False))
         chosen.append(own[pos])
-        rows = np.arange(start, start + k)
-        own[pos] = rows
-        new_rows.append(rows)
+        own[pos] = np.arange(start, start + k)
         start += k
     if not chosen:
         return TrainingView(x, y, parts, 0)
