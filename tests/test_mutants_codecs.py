@@ -246,3 +246,51 @@ def test_qsgd_levels_of_a_row_with_norm_below_one_by_hand():
     assert norm.tolist() == [[0.5]] and q.tolist() == [[2.0, -4.0, 0.0]]
     decoded, _ = codec.roundtrip(x, u)
     assert decoded.tolist() == [[0.25, -0.5, 0.0]]
+
+
+# ---- the uplink stage's keys and state (fedbench/compress/stage.py) ---------------------------------
+def _record(r, clients, x, payload=None):
+    from fedbench.round import RoundRecord
+
+    rec = RoundRecord(round=r, clients=np.asarray(clients), num_samples=np.ones(len(clients), np.int64))
+    rec.updates = x.clone()
+    if payload is not None:
+        rec.payloads = {"delta_c": payload.clone()}
+    return rec
+
+
+def test_stage_draws_each_upload_from_its_own_key():
+    """The update's draws come from the ``compress`` stream keyed (round, 0), a payload's from
+    (round, 1): equal inputs give different messages, each equal to the codec called by hand."""
+    from fedbench.compress.stage import UplinkStage
+    from fedbench.rng import torch_generator
+    from fedbench.state import ClientState
+
+    codec = QSGD(2)
+    x = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+    rec = _record(4, [0, 1, 2], x, payload=x)
+    UplinkStage(codec, "none", 7, ClientState(), 50)(rec)
+    for upload, got in ((0, rec.updates), (1, rec.payloads["delta_c"])):
+        want, _ = codec.roundtrip(x, codec.draw(3, 50, torch_generator(7, "compress", 4, upload)))
+        assert torch.equal(got, want), upload
+    assert not torch.equal(rec.updates, rec.payloads["delta_c"])
+
+
+def test_stage_warm_starts_powersgd_from_each_clients_last_q():
+    """Round 2 starts from the ``Q`` each client sent in round 1 (kept in the store), not from
+    fresh draws: the decoded update equals the codec called by hand with that state."""
+    from fedbench.compress.stage import UplinkStage
+    from fedbench.rng import torch_generator
+    from fedbench.state import ClientState
+
+    codec = PowerSGD([(6, 5)], rank=1)
+    stage = UplinkStage(codec, "none", 3, ClientState(), 30)
+    g = torch.Generator().manual_seed(1)
+    x1, x2 = torch.randn(2, 30, generator=g), torch.randn(2, 30, generator=g)
+    stage(_record(1, [5, 9], x1))
+    _, _, q1 = codec.roundtrip(x1, None, torch_generator(3, "compress", 1, 0))
+    rec = _record(2, [5, 9], x2)
+    stage(rec)
+    warm, _, _ = codec.roundtrip(x2, q1, torch_generator(3, "compress", 2, 0))
+    cold, _, _ = codec.roundtrip(x2, None, torch_generator(3, "compress", 2, 0))
+    assert torch.equal(rec.updates, warm) and not torch.equal(rec.updates, cold)
