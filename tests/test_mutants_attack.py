@@ -12,6 +12,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from test_attacks import H  # mean (3, 5), sample std (2, 3)
 
 from fedbench.attack import (
     alie_adaptive,
@@ -34,9 +35,6 @@ from fedbench.attack.options import AttackContext, Backdoor, Gaussian, IpmAdapti
 from fedbench.attack.poison import add_trigger, backdoor_view, flip_labels, label_flip_view, trigger_value
 from fedbench.attack.stage import AttackStage
 from fedbench.round import RoundRecord
-
-# mean (3, 5), sample std (2, 3) (see tests/test_attacks.py)
-H = torch.tensor([[1.0, 2.0], [3.0, 8.0], [5.0, 5.0]], dtype=torch.float64)
 
 
 def message(fn, *args, error=ValueError, **kwargs) -> str:

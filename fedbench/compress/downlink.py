@@ -77,13 +77,15 @@ class DownlinkStage:
         its model. Metrics: ``downlink_rel_error`` ``||m_r - v|| / ||v||`` with ``v`` the codec's
         input (0 when ``v = 0``) and, with error feedback, ``downlink_ef_residual_norm`` ``||e_r||``."""
         gen = torch_generator(self.seed, "downlink", r, device=step.device)
-        metrics: dict[str, float] = {}
+        rel_error: list[float] = []
 
         def roundtrip(v: torch.Tensor):
             decoded, nbytes, self.q = run_codec(self.codec, v, gen, self.q)
             norm = float(v.norm())  # here: error feedback overwrites v afterwards
-            metrics["downlink_rel_error"] = float((decoded - v).norm()) / norm if norm > 0 else 0.0
+            rel_error.append(float((decoded - v).norm()) / norm if norm > 0 else 0.0)
             return decoded, nbytes
+
+        metrics: dict[str, float] = {}
 
         v = step.view(1, -1)
         if self.mode == "none":
@@ -94,7 +96,7 @@ class DownlinkStage:
             self.residual = e[0]
             metrics["downlink_ef_residual_norm"] = float(e.norm())
         self.message_bytes.append(int(nbytes[0]))
-        metrics["downlink_rel_error"] = metrics.pop("downlink_rel_error")  # last, as before
+        metrics["downlink_rel_error"] = rel_error[0]
         return sent[0], metrics
 
     def state_dict(self) -> dict[str, Any]:

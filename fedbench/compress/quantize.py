@@ -156,7 +156,8 @@ class QSGD:
         return norm, level.copysign_(x).add_(0.0)  # + 0.0 turns a -0 level into +0
 
     def dequantize(self, norm: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        return norm / self.levels * q
+        """``(N / s) * q``, in place of ``q``."""
+        return q.mul_(norm / self.levels)
 
     def elias_bits(self, q: torch.Tensor) -> torch.Tensor:
         """Bits of the ``elias`` code stream of each row of signed levels ``q`` (int64, on its device)."""
@@ -173,7 +174,7 @@ class QSGD:
             nbytes = torch.full((n,), 4 + -(-d * (1 + self.width) // 8), dtype=torch.int64)
         else:
             nbytes = 4 + torch.div(self.elias_bits(q) + 7, 8, rounding_mode="floor").cpu()
-        return q.mul_(norm / self.levels), nbytes  # dequantize, in place
+        return self.dequantize(norm, q), nbytes
 
     def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
         norm, q = self.quantize(*_row(row, rand))
@@ -249,13 +250,13 @@ class Uniform:
         return lo, hi, stochastic_round(r, u).clamp_(0, self.top)
 
     def dequantize(self, lo: torch.Tensor, hi: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        return (codes * self.step(lo, hi)).add_(lo)
+        """``lo + c_i * step``, in place of ``codes``."""
+        return codes.mul_(self.step(lo, hi)).add_(lo)
 
     def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi, codes = self.quantize(x, rand)
         n, d = codes.shape
-        decoded = codes.mul_(self.step(lo, hi)).add_(lo)  # dequantize, in place
-        return decoded, torch.full((n,), 8 + -(-d * self.bits // 8), dtype=torch.int64)
+        return self.dequantize(lo, hi, codes), torch.full((n,), 8 + -(-d * self.bits // 8), dtype=torch.int64)
 
     def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
         lo, hi, codes = self.quantize(*_row(row, rand))

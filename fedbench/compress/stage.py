@@ -77,9 +77,10 @@ class UplinkStage:
             state = self.store.get(name, record.clients, self.dim, x.device)
             decoded, nbytes, state = getattr(feedback, self.mode)(x, state, roundtrip)
             self.store.set(name, record.clients, state)
-            if self.mode == "ef":
-                seen["errors"] = row_norms(state)[:, 0]
-            gap = seen["errors"] if self.mode == "ef" else row_distances(x, decoded)
+            if self.mode == "ef":  # the new residual v - C(v): the codec's error and what is left
+                seen["errors"] = gap = row_norms(state)[:, 0]
+            else:
+                gap = row_distances(x, decoded)
             metrics["ef_residual_norm"] = float(gap.mean())
         sent = int(nbytes.sum())
         record.add_bytes("uplink", "update", sent)
