@@ -449,3 +449,75 @@ def test_gaussian_noise_is_keyed_by_the_seed_and_the_round():
         assert set(args) == {"mean", "std", "generator"} and (args["mean"], args["std"]) == (0.5, 2.0)
         draw = torch.randn(5, generator=args["generator"])
         assert torch.equal(draw, torch.randn(5, generator=torch.Generator().manual_seed(expected_seed(7, r))))
+
+
+# ---------------------------------------------------------------- adaptive._maximize: J in the honest dtype
+
+
+def test_the_damage_is_measured_in_the_honest_updates_dtype():
+    # fp32 honest rows 0 and 2: mean 1, IPM row -e. The rule answers in fp64 with 1 - 1e-12 e, which
+    # rounds to 1.0 in fp32 (1e-12 e < 2**-24 for e <= 30): J = 0 at every probe 0, 10, then 0 + 8
+    # (evals 3; no strict improvement), so the scale stays at start 0. Measured in fp64 instead, J(10)
+    # = 1e-11 > 0 would move the search to 10 and then 30.
+    honest = torch.tensor([[0.0], [2.0]])
+
+    def fp64_rule(u):
+        return torch.tensor([1.0 + 1e-12 * float(u[-1, 0])], dtype=torch.float64)
+
+    assert ipm_adaptive_scale(honest, f=1, aggregator=fp64_rule, evals=3) == 0.0
+
+
+def test_backdoor_boost_of_two_doubles_the_byzantine_rows():
+    # model replacement with boost 2: rows 0 and 3 become 2 * (1, 2) = (2, 4) and 2 * (7, 8) = (14, 16)
+    rec = _record(U4.clone(), [True, False, False, True])
+    AttackStage(Backdoor(num_byzantine=2, boost=2.0), 4, 0)(rec, _no_rule)
+    assert rec.updates.tolist() == [[2.0, 4.0], [3.0, 4.0], [5.0, 6.0], [14.0, 16.0]]
+
+
+def test_alie_z_comes_from_the_rounds_client_count_not_the_reference_rows():
+    # 5 clients selected, rows 1 and 3 Byzantine and not omniscient: the reference is their own rows
+    # (3, 4), (7, 8): mean (5, 6), sample std sqrt(((3-5)^2 + (7-5)^2) / 1) = 2 sqrt(2) in both columns.
+    # The paper's z uses the round's n = 5 and f = 2: s = floor(5/2 + 1) - 2 = 1, p = (5 - 2 - 1)/3 = 2/3,
+    # z = Phi^-1(2/3) (scipy). With n = 2 reference rows + 2 = 4 instead, p = 1/2 and z = 0.
+    from scipy import stats
+
+    from fedbench.attack.options import Alie
+
+    u5 = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0], [9.0, 10.0]], dtype=torch.float64)
+    rec = _record(u5.clone(), [False, True, False, True, False])
+    AttackStage(Alie(num_byzantine=2, omniscient=False), 5, 0)(rec, _no_rule)
+    shift = stats.norm.ppf(2 / 3) * 2 * math.sqrt(2)
+    expected = torch.tensor([[5.0 - shift, 6.0 - shift]] * 2, dtype=torch.float64)
+    torch.testing.assert_close(rec.updates[[1, 3]], expected, rtol=0, atol=1e-12)
+
+
+def test_a_config_without_a_kind_is_no_attack():
+    # AttackStage reads the kind with getattr(cfg, "kind", "none"): an object with only count() is "none"
+    class Bare:
+        def count(self, num_clients):
+            return 0
+
+    stage = AttackStage(Bare(), 4, 0)
+    assert stage.kind == "none" and not stage.active
+
+
+def test_threat_model_check_allows_every_client_byzantine_and_names_too_many_exactly():
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(num_clients=10)
+    assert SignFlip(num_byzantine=10).check(run) is None  # all 10 Byzantine: allowed (<=)
+    assert SignFlip(num_byzantine=11).check(run) == (
+        "attack.num_byzantine=11: more than num_clients=10; allowed: 0 <= attack.num_byzantine <= num_clients"
+    )
+
+
+def test_attack_fraction_one_is_a_valid_config_and_makes_every_client_byzantine():
+    from test_adversarial import PIPE
+
+    from fedbench.config import ConfigError, compose, validate
+
+    run = validate(compose(*PIPE, "attack=sign_flip", "attack.fraction=1.0"))
+    assert run.attack.count(run.num_clients) == 10  # floor(1.0 * 10)
+    with pytest.raises(ConfigError) as err:
+        validate(compose(*PIPE, "attack=sign_flip", "attack.fraction=1.01"))
+    assert str(err.value) == "attack.fraction=1.01: out of range; allowed: a number in [0, 1]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -294,3 +295,173 @@ def test_stage_warm_starts_powersgd_from_each_clients_last_q():
     warm, _, _ = codec.roundtrip(x2, q1, torch_generator(3, "compress", 2, 0))
     cold, _, _ = codec.roundtrip(x2, None, torch_generator(3, "compress", 2, 0))
     assert torch.equal(rec.updates, warm) and not torch.equal(rec.updates, cold)
+
+
+# ---- the uplink stage's error feedback and metrics (fedbench/compress/stage.py) ----------------------
+def _top1_stage(mode):
+    from fedbench.compress.stage import UplinkStage
+    from fedbench.compress.topk import TopK
+    from fedbench.state import ClientState
+
+    return UplinkStage(TopK(k=1), mode, 0, ClientState(), 4)
+
+
+X1 = torch.tensor([[3.0, 0.0, 4.0, 0.0], [0.0, 0.0, 0.0, 0.0]])  # client 0 moves, client 1 does not
+X2 = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0]])
+
+
+def test_stage_without_error_feedback_metrics_by_hand():
+    """top-1 of (3, 0, 4, 0) sends (0, 0, 4, 0): error ||(3, 0, 0, 0)|| = 3 over ||x|| = 5; the zero
+    row sends zeros and is left out of the mean. Each message is 4 (count) + 1 (varint gap) + 4
+    (value) = 9 bytes, 18 in all, against 2 * 4 * 4 = 32 bytes of fp32."""
+    rec = _record(1, [0, 1], X1)
+    metrics = _top1_stage("none")(rec)
+    assert metrics == {"uplink_compression": 32 / 18, "uplink_rel_error": pytest.approx(0.6)}
+    assert rec.updates.tolist() == [[0.0, 0.0, 4.0, 0.0], [0.0] * 4]
+    assert rec.bytes == {"uplink/update": 18}
+
+
+def test_stage_ef_keeps_each_clients_residual_across_rounds_by_hand():
+    """``ef``: round 1 sends (0, 0, 4, 0) and keeps e = (3, 0, 0, 0) (mean ||e|| over the two clients
+    (3 + 0) / 2 = 1.5; error 3 / 5). Round 2 corrects (0, 1, 0, 0) to (3, 1, 0, 0) and sends
+    (3, 0, 0, 0), keeping (0, 1, 0, 0); client 1 sends (0, 0, 0, 2) whole: mean ||e|| = 0.5, error
+    (1 / sqrt(10) + 0 / 2) / 2. Without the kept residual round 2 would send (0, 1, 0, 0)."""
+    stage = _top1_stage("ef")
+    m1 = stage(_record(1, [0, 1], X1))
+    assert m1["ef_residual_norm"] == 1.5 and m1["uplink_rel_error"] == pytest.approx(0.6)
+    rec = _record(2, [0, 1], X2)
+    m2 = stage(rec)
+    assert rec.updates.tolist() == [[3.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0]]
+    assert m2["ef_residual_norm"] == 0.5
+    assert m2["uplink_rel_error"] == pytest.approx((1 / math.sqrt(10) + 0 / 2) / 2)
+    assert m2["uplink_compression"] == 32 / 18
+
+
+def test_stage_ef21_keeps_each_clients_last_estimate_across_rounds_by_hand():
+    """``ef21``: round 1 sends C(x1) = (0, 0, 4, 0) = g; the server lacks ||x1 - g|| = 3 (mean 1.5),
+    error 3 / 5. Round 2: v = x2 - g = (0, 1, -4, 0) sends (0, 0, -4, 0), so g = (0, 0, 0, 0); client
+    1 (g = 0) sends (0, 0, 0, 2). The server aggregates g; it lacks ||x2 - g|| = (1, 0), mean 0.5;
+    error (1 / sqrt(17) + 0 / 2) / 2."""
+    stage = _top1_stage("ef21")
+    m1 = stage(_record(1, [0, 1], X1))
+    assert m1["ef_residual_norm"] == 1.5 and m1["uplink_rel_error"] == pytest.approx(0.6)
+    rec = _record(2, [0, 1], X2)
+    m2 = stage(rec)
+    assert rec.updates.tolist() == [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0]]
+    assert m2["ef_residual_norm"] == 0.5
+    assert m2["uplink_rel_error"] == pytest.approx((1 / math.sqrt(17) + 0 / 2) / 2)
+
+
+def test_stage_sends_payloads_of_the_update_shape_and_counts_them():
+    """A ``(n, d)`` payload goes through top-1 too (no error feedback) and its 9-byte messages count
+    under its name; one of another shape stays as it is, uncounted."""
+    rec = _record(1, [0, 1], X1, payload=torch.tensor([[1.0, 2.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0]]))
+    rec.payloads["a_norm"] = torch.tensor([7.0, 8.0])
+    _top1_stage("ef")(rec)
+    assert rec.payloads["delta_c"].tolist() == [[0.0, 2.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0]]
+    assert rec.payloads["a_norm"].tolist() == [7.0, 8.0]
+    assert rec.bytes == {"uplink/update": 18, "uplink/delta_c": 18}
+
+
+def test_stage_relative_error_counts_rows_with_a_norm_below_one_and_is_zero_without_movement():
+    """(3, 0, 4, 0) / 8 has norm 0.625 (0.140625 + 0.25 = 0.390625 = 0.625**2): top-1 drops 0.375,
+    relative error 0.375 / 0.625 = 0.6 although the norm is below 1. A round of zero updates has no
+    row to average over: 0.0."""
+    assert _top1_stage("none")(_record(1, [0, 1], X1 / 8))["uplink_rel_error"] == pytest.approx(0.6)
+    assert _top1_stage("none")(_record(1, [0, 1], torch.zeros(2, 4))) == {
+        "uplink_compression": 32 / 18,
+        "uplink_rel_error": 0.0,
+    }
+
+
+def test_stage_sends_payloads_as_they_are_under_a_majority_vote():
+    """Under ``sign_majority`` only the update is voted on (sign bits: 4 coordinates in 1 byte per
+    client); a payload of the same shape is not reduced to signs nor counted here."""
+    from fedbench.compress.stage import UplinkStage
+    from fedbench.state import ClientState
+
+    x = torch.tensor([[1.0, -2.0, 3.0, -4.0], [-1.0, 1.0, -1.0, 1.0]])
+    payload = torch.tensor([[0.5, -0.25, 2.0, 0.0], [1.0, 2.0, 3.0, 4.0]])
+    rec = _record(1, [0, 1], x, payload=payload)
+    metrics = UplinkStage(MajoritySign(1.0), "none", 0, ClientState(), 4)(rec)
+    assert rec.updates.tolist() == [[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]]
+    assert torch.equal(rec.payloads["delta_c"], payload)
+    assert rec.bytes == {"uplink/update": 2} and metrics["uplink_compression"] == 32 / 2
+
+
+def test_stage_keeps_a_stateful_codecs_payload_state_under_the_documented_name():
+    """PowerSGD's ``Q`` of a payload lives in the store as ``uplink_<codec>/<payload>`` (module
+    docstring), next to the update's ``uplink_<codec>``; both rows of the round's clients."""
+    from fedbench.compress.stage import UplinkStage
+    from fedbench.state import ClientState
+
+    store = ClientState()
+    x = torch.randn(2, 30, generator=torch.Generator().manual_seed(2))
+    UplinkStage(PowerSGD([(6, 5)], rank=1), "none", 3, store, 30)(_record(1, [5, 9], x, payload=-x))
+    assert store.clients("uplink_powersgd") == [5, 9]
+    assert store.clients("uplink_powersgd/delta_c") == [5, 9]
+
+
+# ---- RandK._indices: the rand it accepts (fedbench/compress/randk.py) --------------------------------
+def test_randk_refuses_a_bad_rand_exactly_and_accepts_the_extreme_indices():
+    codec, x = RandK(k=2), torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
+    bad = "randk: rand must be 2 ascending indices below d=4 per row, as draw() gives"
+    for rand in (
+        torch.tensor([[0, 1, 2], [0, 1, 2]]),  # 3 indices per row
+        torch.tensor([[0, 1], [0, 1]], dtype=torch.int32),  # right shape, not int64
+        torch.tensor([[-1, 1], [0, 1]]),  # below 0
+        torch.tensor([[0, 1], [0, 4]]),  # index d = 4
+        torch.tensor([[1, 1], [0, 1]]),  # not strictly ascending
+        torch.tensor([[2, 1], [0, 1]]),  # descending
+    ):
+        refused(lambda rand=rand: codec.roundtrip(x, rand), bad)
+    # first index 0 and last index d - 1 = 3 are valid: the kept values, 4 bytes each (shared seed)
+    out, nbytes = codec.roundtrip(x, torch.tensor([[0, 3], [0, 3]]))
+    assert out.tolist() == [[1.0, 0.0, 0.0, 4.0], [5.0, 0.0, 0.0, 8.0]] and nbytes.tolist() == [8, 8]
+
+
+# ---- QSGD.__init__: the levels and codings it accepts (fedbench/compress/quantize.py) -----------------
+def test_qsgd_accepts_levels_below_two_to_the_24_and_names_the_rest_exactly():
+    top = QSGD(2**24 - 1)  # the largest level count exact in fp32 integers, 24 bits wide
+    assert top.levels == 2**24 - 1 and top.width == 24
+    assert QSGD(1).width == 1 and QSGD(4.0).levels == 4 and QSGD(4.0).width == 3  # 4 = 0b100
+    for levels in (0, 2**24, 2.5):
+        refused(lambda levels=levels: QSGD(levels), f"qsgd: levels={levels}, expected an integer in [1, 2**24)")
+    refused(lambda: QSGD(2, coding="huffman"), "qsgd: coding='huffman'; allowed: elias, fixed")
+
+
+# ---- _bits.omega_fields: the documented (m, OMEGA_GROUPS + 1) layout ----------------------------------
+def test_omega_fields_layout_by_hand():
+    """16 -> "10" "100" "10000" "0": the chain 16 (5 digits) -> 4 (3 digits) -> 2 (2 digits) -> 1, written
+    outermost group first into the last columns, then the closing 0; 1 -> "0" alone. Six columns
+    (OMEGA_GROUPS + 1 = 5 + 1); the absent groups have width 0."""
+    from fedbench.compress._bits import omega_fields
+
+    values, widths = omega_fields(np.array([16, 1]))
+    assert values.shape == widths.shape == (2, 6)
+    assert widths.tolist() == [[0, 0, 2, 3, 5, 1], [0, 0, 0, 0, 0, 1]]
+    assert [int(v) for v, w in zip(values[0], widths[0]) if w] == [2, 4, 16, 0]
+    assert int(values[1, -1]) == 0
+
+
+# ---- _bits.flat_distances ------------------------------------------------------------------------------
+def test_flat_distances_by_hand_with_an_empty_row():
+    """(3, 5) array with kept flat indices 0, 3 (row 0) and 12 (row 2, column 2): rows 0, 0, 2;
+    distances 0 - (-1) = 1, 3 - 0 = 3, 2 - (-1) = 3; tails d - i_last: 5 - 3 = 2, none kept in row 1:
+    d + 1 = 6, 5 - 2 = 3."""
+    from fedbench.compress._bits import flat_distances
+
+    rows, dist, tail = flat_distances(torch.tensor([0, 3, 12]), 3, 5)
+    assert rows.tolist() == [0, 0, 2] and dist.tolist() == [1, 3, 3] and tail.tolist() == [2, 6, 3]
+    # a row whose only kept index is column 0: tail d - 0 = 5
+    assert flat_distances(torch.tensor([5]), 2, 5)[2].tolist() == [6, 5]
+
+
+# ---- quantize._uniforms: rand is used as fp32 ----------------------------------------------------------
+def test_a_float64_rand_is_rounded_to_fp32_first():
+    """TernGrad of x = (1, 0.3f): s = 1, ratios r = (1, 0.3f). u = 0.3 given in fp64 rounds to the fp32
+    0.3f = 0.30000001192..., and u < r is false for r = u: level 0, so the row decodes to (1, 0). Kept in
+    fp64, 0.3 < 0.3f would keep the entry as s = 1."""
+    x = torch.tensor([[1.0, 0.3]])
+    out, _ = TernGrad().roundtrip(x, torch.tensor([[0.5, 0.3]], dtype=torch.float64))
+    assert out.tolist() == [[1.0, 0.0]]

@@ -685,3 +685,35 @@ def test_natural_config_error_lists_the_datasets_with_natural_clients():
         ),
     ):
         validate(compose("partition=natural"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Follow-up run on base.py's checks, class_pools, as_parts, partition_stats and dirichlet_per_class
+# ---------------------------------------------------------------------------------------------
+
+
+def test_partition_stats_of_an_empty_label_set_warns_nothing():
+    """No labels at all and two empty clients: the global distribution is not computed as 0 / 0 (which
+    numpy would report as a RuntimeWarning); every per-client statistic is 0 (no non-empty client)."""
+    e = np.zeros(0, dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = partition_stats([e, e], e, 3)
+    assert (s["sizes"], s["label_hist"], s["empty_clients"]) == ([0, 0], [[0, 0, 0], [0, 0, 0]], 2)
+    assert (s["tv_mean"], s["tv_max"], s["size_min"], s["size_gini"]) == (0.0, 0.0, 0, 0.0)
+
+
+def test_partition_stats_size_min_and_max_without_an_empty_client():
+    """labels 0 1 1; clients {0} and {0, 1, 2}: sizes 1 and 3, so size_min 1 and size_max 3, mean 2,
+    population std 1, cv 1 / 2, Gini |1 - 3| * 2 / (2 * 2^2 * 2) = 1/4."""
+    s = partition_stats([np.array([0]), np.array([0, 1, 2])], np.array([0, 1, 1]), 2)
+    assert (s["size_min"], s["size_max"], s["empty_clients"]) == (1, 3, 0)
+    assert (s["size_mean"], s["size_std"], s["size_cv"], s["size_gini"]) == (2.0, 1.0, 0.5, 0.25)
+
+
+def test_dirichlet_class_of_no_labels_gives_empty_clients():
+    """No samples and min_size 0: no class to hand out, the first attempt is accepted (smallest client
+    0 >= 0) and every client is an empty int64 array."""
+    parts = dirichlet_per_class(np.zeros(0, dtype=np.int64), 2, 0.5, stream(0), min_size=0)
+    assert [p.tolist() for p in parts] == [[], []]
+    assert all(p.dtype == np.int64 for p in parts)
