@@ -465,3 +465,12 @@ def test_a_float64_rand_is_rounded_to_fp32_first():
     x = torch.tensor([[1.0, 0.3]])
     out, _ = TernGrad().roundtrip(x, torch.tensor([[0.5, 0.3]], dtype=torch.float64))
     assert out.tolist() == [[1.0, 0.0]]
+
+
+def test_topk_reads_its_header_count_unsigned():
+    """The header's k is a little-endian uint32: bytes 00 00 00 80 are k = 2**31 = 2147483648 (read
+    signed, they would be -2147483648), refused against the codec's k = 1 for d = 4."""
+    from fedbench.compress.topk import TopK
+
+    with pytest.raises(ValueError, match="^topk: k=2147483648 in the message, expected 1 for d=4$"):
+        TopK(k=1).decode(b"\x00\x00\x00\x80", 4)
