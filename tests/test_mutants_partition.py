@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
+from test_partitions_more import stream  # numpy_rng(seed, "partition"), the partitioners' stream
 
 from fedbench.partition import (
     PartitionError,
@@ -24,11 +25,6 @@ from fedbench.partition import (
     partition_stats,
     quantity,
 )
-from fedbench.rng import numpy_rng
-
-
-def stream(seed: int) -> np.random.Generator:
-    return numpy_rng(seed, "partition")
 
 
 def exactly(message: str) -> str:
