@@ -233,3 +233,74 @@ def test_property(n, b, epochs, steps, seed, round_, client):
         assert [len(x) for x in chunk] == ([b] * (per_pass - 1) + [last])[: len(chunk)]
         if len(chunk) == per_pass:
             assert sorted(flat) == samples.tolist()  # a full pass is a permutation
+
+
+# ---------------------------------------------------------------------------------------------
+# per-sample augmentation and feature-skew info, drawn after the permutations
+# ---------------------------------------------------------------------------------------------
+
+
+def ref_sample_info(samples, b, local_epochs, local_steps, seed, round_, client, padding, hflip, noisy):
+    """``Schedule.aug`` from the documented order (``make_schedule``, ``fedbench/data/batch.py``): after
+    the whole passes' permutations (``ceil(steps / per_pass)`` of them), the same stream draws, for
+    every slot of those whole passes, the crop offsets ``(dy, dx)`` in ``[0, 2p]``, then the flip
+    bits, then (feature skew with noise) one seed in ``[0, 2**63 - 1)`` per step; the client and the
+    slot complete a feature-skew row. The rows past ``steps`` are drawn and dropped, so a
+    ``local_steps`` schedule's draws are a prefix of those of the epoch schedule with as many passes
+    (not of a longer one: there the flips follow more crop offsets)."""
+    n = len(samples)
+    per_pass = -(-n // b)
+    total = local_steps if local_steps is not None else local_epochs * per_pass
+    passes = -(-total // per_pass)
+    rng = numpy_rng(seed, "batches", round_, client)
+    for _ in range(passes):
+        rng.permutation(n)
+    rows = passes * per_pass
+    crop = rng.integers(0, 2 * padding + 1, size=(rows, b, 2)) if padding else np.zeros((rows, b, 2), np.int64)
+    flip = rng.integers(0, 2, size=(rows, b)) if hflip else np.zeros((rows, b), np.int64)
+    cols = [crop[..., 0], crop[..., 1], flip]
+    if noisy is not None:
+        seeds = rng.integers(0, 2**63 - 1, size=rows, dtype=np.int64) if noisy else np.zeros(rows, np.int64)
+        cols += [np.full((rows, b), client), np.repeat(seeds[:, None], b, 1), np.tile(np.arange(b), (rows, 1))]
+    return np.stack(cols, axis=-1)[:total]
+
+
+def prep(padding, hflip, noisy=None):
+    """The fields of a ``BatchPrep`` that ``make_schedule`` reads; ``noisy=None``: no feature skew."""
+    skew = None if noisy is None else SimpleNamespace(noisy=noisy)
+    return SimpleNamespace(augments=padding > 0 or hflip, crop_padding=padding, hflip=hflip, skew=skew)
+
+
+@pytest.mark.parametrize(
+    ("b", "epochs", "steps", "padding", "hflip", "noisy"),
+    [
+        (4, 2, None, 2, True, None),  # whole passes
+        (4, 1, 4, 4, True, None),  # 4 steps of 3 per pass: two passes drawn, 6 rows of draws, 4 kept
+        (4, 1, 2, 1, False, None),  # crop only, a partial pass
+        (3, 1, 5, 0, True, None),  # flips only
+        (4, 1, 4, 2, True, True),  # feature skew with noise: a seed per step after the flips
+        (4, 3, None, 0, False, True),  # noise without augmentation
+        (4, 1, 5, 3, True, False),  # rotation only: no seeds drawn, column 4 stays 0
+    ],
+)
+def test_sample_info_follows_the_documented_draw_order(b, epochs, steps, padding, hflip, noisy):
+    s = make_schedule(SAMPLES, local(b, epochs, steps), 5, 2, 7, prep(padding, hflip, noisy))
+    want = ref_sample_info(SAMPLES, b, epochs, steps, 5, 2, 7, padding, hflip, noisy)
+    assert s.aug.dtype == np.int64 and s.aug.shape == (s.steps, b, 3 if noisy is None else 6)
+    assert np.array_equal(s.aug, want)
+    assert np.array_equal(s.index, check_against_reference(SAMPLES, b, epochs, steps, 5, 2, 7).index)
+
+
+@pytest.mark.parametrize(("steps", "passes"), [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)])
+def test_local_steps_sample_info_is_a_prefix_of_the_epoch_schedule_with_as_many_passes(steps, passes):
+    # 10 samples in batches of 4: 3 steps per pass; local_steps=4 to 6 draw two whole passes, as
+    # local_epochs=2 does, so their rows are its first rows
+    p = prep(2, True, noisy=True)
+    whole = make_schedule(SAMPLES, local(4, local_epochs=passes), 1, 3, 4, p)
+    s = make_schedule(SAMPLES, local(4, local_steps=steps), 1, 3, 4, p)
+    assert np.array_equal(s.aug, whole.aug[:steps])
+
+
+def test_no_augmentation_and_no_skew_draws_nothing():
+    s = make_schedule(SAMPLES, local(4, local_epochs=2), 0, 1, 2, prep(0, False))
+    assert s.aug is None
