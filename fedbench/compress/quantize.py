@@ -6,7 +6,10 @@ gives the uniforms ``(n, d)`` fp32 (:func:`draw_uniforms`). Scalars are fp32, li
 bit-packed as in :mod:`fedbench.compress._bits` (least significant bit first in each byte and in each
 fixed-width field, zero padding). Inputs are assumed finite. Row norms are reduced one row at a
 time in fp32 (:func:`fedbench.compress._bits.row_norms`), so a row alone and in a batch give the
-same message on one machine (another thread count may move a norm by an ulp).
+same message on one machine (another thread count may move a norm by an ulp). On the CPU, QSGD's
+and uniform's fast paths (``roundtrip``) run as one-pass kernels (:mod:`fedbench.compress._fused`)
+that give the numbers of their torch definitions (``reference_roundtrip``, the path on a GPU) bit
+for bit.
 
 **QSGD** (Alistarh et al. 2017, "QSGD: Communication-efficient SGD via gradient quantization and
 encoding"), ``s = levels``, the whole row one bucket (no bucketing)::
@@ -168,13 +171,29 @@ class QSGD:
         return row_sum(rows, per_entry, q.shape[0]) + omega_lengths(tail)
 
     def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded rows and bytes: on the CPU by the one-pass kernel of :mod:`fedbench.compress._fused`
+        (the same numbers), elsewhere :meth:`reference_roundtrip`."""
+        if x.device.type != "cpu":
+            return self.reference_roundtrip(x, rand)
+        from fedbench.compress import _fused
+
+        x = x.detach().float()
+        decoded, bits = _fused.qsgd(x, _uniforms(rand, x, self.name), row_norms(x), self.levels, self.coding == "elias")
+        return decoded, self._nbytes(bits, *x.shape)
+
+    def reference_roundtrip(
+        self, x: torch.Tensor, rand: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fast path by its definition, in torch ops: :meth:`quantize`, :meth:`elias_bits`,
+        :meth:`dequantize`."""
         norm, q = self.quantize(x, rand)
-        n, d = q.shape
+        bits = self.elias_bits(q) if self.coding == "elias" else None
+        return self.dequantize(norm, q), self._nbytes(bits, *q.shape)
+
+    def _nbytes(self, elias_bits: torch.Tensor | None, n: int, d: int) -> torch.Tensor:
         if self.coding == "fixed":
-            nbytes = torch.full((n,), 4 + -(-d * (1 + self.width) // 8), dtype=torch.int64)
-        else:
-            nbytes = 4 + torch.div(self.elias_bits(q) + 7, 8, rounding_mode="floor").cpu()
-        return self.dequantize(norm, q), nbytes
+            return torch.full((n,), 4 + -(-d * (1 + self.width) // 8), dtype=torch.int64)
+        return 4 + torch.div(elias_bits + 7, 8, rounding_mode="floor").cpu()
 
     def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
         norm, q = self.quantize(*_row(row, rand))
@@ -254,9 +273,26 @@ class Uniform:
         return codes.mul_(self.step(lo, hi)).add_(lo)
 
     def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded rows and bytes: on the CPU by the one-pass kernel of :mod:`fedbench.compress._fused`
+        (the same numbers), elsewhere :meth:`reference_roundtrip`."""
+        if x.device.type != "cpu":
+            return self.reference_roundtrip(x, rand)
+        from fedbench.compress import _fused
+
+        x = x.detach().float()
+        u = _uniforms(rand, x, self.name)
+        lo, hi = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
+        return _fused.uniform(x, u, lo, self.step(lo, hi), self.top), self._nbytes(*x.shape)
+
+    def reference_roundtrip(
+        self, x: torch.Tensor, rand: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fast path by its definition, in torch ops: :meth:`quantize`, :meth:`dequantize`."""
         lo, hi, codes = self.quantize(x, rand)
-        n, d = codes.shape
-        return self.dequantize(lo, hi, codes), torch.full((n,), 8 + -(-d * self.bits // 8), dtype=torch.int64)
+        return self.dequantize(lo, hi, codes), self._nbytes(*codes.shape)
+
+    def _nbytes(self, n: int, d: int) -> torch.Tensor:
+        return torch.full((n,), 8 + -(-d * self.bits // 8), dtype=torch.int64)
 
     def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
         lo, hi, codes = self.quantize(*_row(row, rand))
