@@ -474,3 +474,51 @@ def test_topk_reads_its_header_count_unsigned():
 
     with pytest.raises(ValueError, match="^topk: k=2147483648 in the message, expected 1 for d=4$"):
         TopK(k=1).decode(b"\x00\x00\x00\x80", 4)
+
+
+# ---- options._k: a set k overrides fraction --------------------------------------------------------
+@pytest.mark.parametrize("name", ["topk", "randk", "stc"])
+def test_sparsifier_options_pass_the_fraction_unless_k_is_set(name):
+    """uplink.fraction=0.25 alone builds the codec with (fraction, k) = (0.25, None); with uplink.k=7 as
+    well, k wins: (None, 7) (a codec given both refuses them)."""
+    from fedbench.config import compose, validate
+    from fedbench.registry import entry
+
+    up = validate(compose(f"uplink={name}", "uplink.fraction=0.25")).uplink
+    codec = entry("uplink", name).impl(up)
+    assert (codec.fraction, codec.k) == (0.25, None)
+    up = validate(compose(f"uplink={name}", "uplink.fraction=0.25", "uplink.k=7")).uplink
+    codec = entry("uplink", name).impl(up)
+    assert (codec.fraction, codec.k) == (None, 7)
+
+
+# ---- topk.candidates: the documented output, padding included ------------------------------------------
+def test_topk_candidates_pads_the_shorter_row_with_column_0_and_value_minus_1():
+    """The documented contract of candidates(mag, k), checked in a way that holds for any sample size
+    and margin (the shortcut's speed parameters): a superset of each row's k largest entries, as
+    ascending columns and their values, every entry >= the smallest candidate included, padded with
+    column 0 and value -1. k = 300, d = 4000: step = 3 and 8 k <= d, so the shortcut runs; the
+    sampled columns are the multiples of 3 and the level L is a sampled value of row 0, mag = j.
+    Row 1 is row 0 with the unsampled entries lowered by 1.5 (the same sample, the same L): of
+    L + 1 and L + 2, only L + 2 - 1.5 >= L stays, so row 1 has exactly one candidate fewer and one
+    padding entry. (At the coded margin: ks = ceil(1.5 * 100.05 + 3 * 10.0025 + 4) = 185,
+    L = 3999 - 3 * 184 = 3447, 553 and 552 candidates.)"""
+    from fedbench.compress.topk import candidates
+
+    j = torch.arange(4000, dtype=torch.float32)
+    row1 = torch.where(j % 3 == 0, j, (j - 1.5).clamp(min=0))
+    mag = torch.stack([j, row1])
+    found = candidates(mag, 300)
+    assert found is not None
+    cols, values = found
+    assert cols.dtype == torch.int64 and values.dtype == torch.float32 and cols.shape == values.shape
+    real_counts = []
+    for i in range(2):
+        c, v, m = cols[i].numpy(), values[i].numpy(), mag[i].numpy()
+        r = int((v >= 0).sum())
+        real_counts.append(r)
+        assert (v[r:] == -1.0).all() and (c[r:] == 0).all()  # the padding: after the candidates
+        assert (np.diff(c[:r]) > 0).all() and (v[:r] == m[c[:r]]).all()
+        np.testing.assert_array_equal(c[:r], np.flatnonzero(m >= v[:r].min()))
+        assert set(np.argsort(-m, kind="stable")[:300]) <= set(c[:r].tolist())
+    assert real_counts[0] == cols.shape[1] == real_counts[1] + 1
