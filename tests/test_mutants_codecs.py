@@ -522,3 +522,29 @@ def test_topk_candidates_pads_the_shorter_row_with_column_0_and_value_minus_1():
         np.testing.assert_array_equal(c[:r], np.flatnonzero(m >= v[:r].min()))
         assert set(np.argsort(-m, kind="stable")[:300]) <= set(c[:r].tolist())
     assert real_counts[0] == cols.shape[1] == real_counts[1] + 1
+
+
+@pytest.mark.parametrize("name", ["topk", "qsgd", "powersgd"])
+def test_downlink_cache_rounds_error_says_what_null_means(name):
+    """``options.both`` adds ``cache_rounds`` to every delta downlink with a note on ``null``; the
+    whole message is the interface (``both`` runs at import: its mutants were checked one by one)."""
+    from fedbench.config import ConfigError, compose, validate
+
+    want = (
+        "downlink.cache_rounds=0: out of range; allowed: null or an integer >= 1 "
+        "(null: every message since the client's last copy)"
+    )
+    with pytest.raises(ConfigError) as err:
+        validate(compose(f"downlink={name}", "downlink.cache_rounds=0"))
+    assert str(err.value) == want
+
+
+def test_validated_options_print_as_their_direction():
+    """A notebook prints the validated config: the downlink schema ``both`` derives from the uplink
+    one is named for its direction (``UplinkTopK`` -> ``DownlinkTopK``)."""
+    from fedbench.config import compose, validate
+
+    run = validate(compose("uplink=topk", "downlink=topk", "downlink.cache_rounds=3"))
+    assert repr(run.uplink).startswith("UplinkTopK(name='topk', error_feedback='none', fraction=0.01")
+    assert repr(run.downlink).startswith("DownlinkTopK(name='topk', error_feedback='none', fraction=0.01")
+    assert repr(run.downlink).endswith("cache_rounds=3)")
