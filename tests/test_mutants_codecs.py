@@ -12,6 +12,8 @@ import torch
 from fedbench.compress import QSGD, STC, RandK, ScaledSign, TernGrad, Threshold, Uniform
 from fedbench.compress.powersgd import PowerSGD, orthonormalize
 from fedbench.compress.sign import MajoritySign
+from fedbench.config import ConfigError, compose, validate
+from fedbench.registry import entry
 
 NAN, INF = float("nan"), float("inf")
 
@@ -481,9 +483,6 @@ def test_topk_reads_its_header_count_unsigned():
 def test_sparsifier_options_pass_the_fraction_unless_k_is_set(name):
     """uplink.fraction=0.25 alone builds the codec with (fraction, k) = (0.25, None); with uplink.k=7 as
     well, k wins: (None, 7) (a codec given both refuses them)."""
-    from fedbench.config import compose, validate
-    from fedbench.registry import entry
-
     up = validate(compose(f"uplink={name}", "uplink.fraction=0.25")).uplink
     codec = entry("uplink", name).impl(up)
     assert (codec.fraction, codec.k) == (0.25, None)
@@ -528,8 +527,6 @@ def test_topk_candidates_pads_the_shorter_row_with_column_0_and_value_minus_1():
 def test_downlink_cache_rounds_error_says_what_null_means(name):
     """``options.both`` adds ``cache_rounds`` to every delta downlink with a note on ``null``; the
     whole message is the interface (``both`` runs at import: its mutants were checked one by one)."""
-    from fedbench.config import ConfigError, compose, validate
-
     want = (
         "downlink.cache_rounds=0: out of range; allowed: null or an integer >= 1 "
         "(null: every message since the client's last copy)"
@@ -542,8 +539,6 @@ def test_downlink_cache_rounds_error_says_what_null_means(name):
 def test_validated_options_print_as_their_direction():
     """A notebook prints the validated config: the downlink schema ``both`` derives from the uplink
     one is named for its direction (``UplinkTopK`` -> ``DownlinkTopK``)."""
-    from fedbench.config import compose, validate
-
     run = validate(compose("uplink=topk", "downlink=topk", "downlink.cache_rounds=3"))
     assert repr(run.uplink).startswith("UplinkTopK(name='topk', error_feedback='none', fraction=0.01")
     assert repr(run.downlink).startswith("DownlinkTopK(name='topk', error_feedback='none', fraction=0.01")
