@@ -416,23 +416,6 @@ def test_topk_config_errors_exactly():
         TopK(k=1, index_coding="delta")
 
 
-def test_uniform_draws_are_per_row_pcg64_streams_whatever_the_threads():
-    from fedbench.compress.quantize import draw_uniforms
-
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = draw_uniforms(5, 1000, torch.Generator().manual_seed(42))
-        torch.set_num_threads(2)
-        two = draw_uniforms(5, 1000, torch.Generator().manual_seed(42))
-    finally:
-        torch.set_num_threads(before)
-    assert torch.equal(one, two) and one.dtype == torch.float32
-    seq = np.random.SeedSequence(42).spawn(5)[3]
-    np.testing.assert_array_equal(one[3].numpy(), np.random.Generator(np.random.PCG64(seq)).random(1000, np.float32))
-    assert float(one.min()) >= 0 and float(one.max()) < 1
-
-
 def test_client_state_hands_out_copies_that_feedback_may_overwrite():
     """Error feedback overwrites the state it is given: the store's rows must not change with it."""
     from fedbench.compress import feedback

@@ -185,3 +185,20 @@ def test_default_experiment_on_device_is_reproducible(tmp_path, device, mode):
         pd.testing.assert_frame_equal(a, b)
     else:
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-2, atol=1e-2)
+
+
+def test_codec_uniforms_are_the_same_numbers_on_device(device):
+    """The stochastic codecs' SplitMix64 uniforms: torch ops on a GPU, numba's fill on the CPU,
+    from the same seed (the ``compress`` generator on either device)."""
+    from fedbench.compress import QSGD
+    from fedbench.rng import torch_generator
+
+    codec = QSGD(4)
+    u = codec.draw(4, 5000, torch_generator(3, "compress", 2, 0, device=device))
+    on_cpu = codec.draw(4, 5000, torch_generator(3, "compress", 2, 0))
+    assert torch.equal(u.tensor(device).cpu(), on_cpu.tensor())
+    x = torch.randn(4, 5000, generator=torch.Generator().manual_seed(0))
+    decoded, nbytes = codec.roundtrip(x.to(device), u)  # a GPU materialises the draw on itself
+    want, want_bytes = codec.roundtrip(x, on_cpu)
+    assert decoded.device.type == torch.device(device).type and rel(decoded, want) < 1e-3
+    assert abs(int(nbytes.sum()) - int(want_bytes.sum())) <= 8  # a norm an ulp apart may move a level

@@ -2,7 +2,8 @@
 
 Stochastic rounding: a real ``r`` with ``l = floor(r)`` becomes ``l + 1`` iff ``u < r - l``, else
 ``l``, for the coordinate's ``u ~ U[0, 1)`` (so ``P(l + 1) = r - l`` and ``E = r``). :meth:`draw`
-gives the uniforms ``(n, d)`` fp32 (:func:`draw_uniforms`). Scalars are fp32, little-endian; code streams are
+gives the uniforms ``(n, d)``: a :class:`~fedbench.compress.draws.Uniforms` (SplitMix64, computed
+where they are used); ``rand`` may also be an fp32 tensor. Scalars are fp32, little-endian; code streams are
 bit-packed as in :mod:`fedbench.compress._bits` (least significant bit first in each byte and in each
 fixed-width field, zero padding). Inputs are assumed finite. Row norms are reduced one row at a
 time in fp32 (:func:`fedbench.compress._bits.row_norms`), so a row alone and in a batch give the
@@ -64,31 +65,15 @@ from fedbench.compress._bits import (
     row_sum,
     unpack_uints,
 )
+from fedbench.compress.draws import Uniforms, as_tensor, draw_uniforms
 
 CODINGS = ("elias", "fixed")
-
-
-def draw_uniforms(n: int, d: int, generator: torch.Generator) -> torch.Tensor:
-    """``U[0, 1)`` fp32 ``(n, d)`` from a fresh ``generator``. On a CPU generator, row ``i`` comes
-    from numpy's PCG64 seeded with ``SeedSequence(seed).spawn(n)[i]`` (several times faster than
-    torch's CPU generator), the rows filled in parallel on torch's thread count (numpy releases
-    the GIL while it fills; the numbers do not depend on the threads). On a GPU generator,
-    ``torch.rand`` on its device."""
-    if generator.device.type != "cpu":
-        return torch.rand(n, d, generator=generator, device=generator.device)
-    seeds = np.random.SeedSequence(generator.initial_seed()).spawn(n)
-    out = np.empty((n, d), np.float32)
-
-    def fill(i: int) -> None:
-        np.random.Generator(np.random.PCG64(seeds[i])).random(out=out[i], dtype=np.float32)
-
-    rows_in_parallel(fill, n)
-    return torch.from_numpy(out)
+Rand = torch.Tensor | Uniforms | None  # a stochastic codec's uniforms, as its draw() gives them
 
 
 def rows_in_parallel(work, n: int) -> list:
     """``[work(i) for i in range(n)]``, on up to torch's thread count of pool threads when there
-    are several (numpy releases the GIL in its loops). The calling thread only waits: having it
+    are several (the numba kernels release the GIL). The calling thread only waits: having it
     take a share measured slower, next to torch's spinning OpenMP workers."""
     workers = min(n, torch.get_num_threads())
     if workers > 1:
@@ -101,12 +86,13 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="fedbench-draw")
 
 
-def _uniforms(rand: torch.Tensor | None, x: torch.Tensor, name: str) -> torch.Tensor:
+def _uniforms(rand: Rand, x: torch.Tensor, name: str, lazy: bool = False):
+    """``rand`` checked against ``x`` and materialised on its device (a draw stays one if ``lazy``)."""
     if rand is None:
         raise ValueError(f"{name}: stochastic codec, pass rand from draw()")
-    if rand.shape != x.shape:
+    if tuple(rand.shape) != tuple(x.shape):
         raise ValueError(f"{name}: rand of shape {tuple(rand.shape)} for x of shape {tuple(x.shape)}")
-    return rand.to(device=x.device, dtype=torch.float32)
+    return rand if lazy and isinstance(rand, Uniforms) else as_tensor(rand, x.device)
 
 
 def stochastic_round(r: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -127,10 +113,10 @@ def _scalars(data: bytes, count: int, name: str) -> torch.Tensor:
     return torch.from_numpy(values).view(1, count)
 
 
-def _row(row: torch.Tensor, rand: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _row(row: torch.Tensor, rand: Rand) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A single row and its uniforms as a batch of one, on the CPU."""
     row = row.detach().cpu().float().view(1, -1)
-    return row, None if rand is None else rand.detach().cpu().view(1, -1)
+    return row, None if rand is None else as_tensor(rand).detach().view(1, -1)
 
 
 class QSGD:
@@ -148,7 +134,7 @@ class QSGD:
     def draw(self, n: int, d: int, generator: torch.Generator) -> torch.Tensor:
         return draw_uniforms(n, d, generator)
 
-    def quantize(self, x: torch.Tensor, rand: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def quantize(self, x: torch.Tensor, rand: Rand) -> tuple[torch.Tensor, torch.Tensor]:
         """The sent norms ``(n, 1)`` and signed levels ``+-l_i`` ``(n, d)`` (fp32 integers, zero as +0)."""
         x = x.float()
         u = _uniforms(rand, x, self.name)
@@ -170,7 +156,7 @@ class QSGD:
         per_entry = omega_lengths(dist) + 1 + omega_lengths(levels)
         return row_sum(rows, per_entry, q.shape[0]) + omega_lengths(tail)
 
-    def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def roundtrip(self, x: torch.Tensor, rand: Rand = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoded rows and bytes: on the CPU by the one-pass kernel of :mod:`fedbench.compress._fused`
         (the same numbers), elsewhere :meth:`reference_roundtrip`."""
         if x.device.type != "cpu":
@@ -178,12 +164,11 @@ class QSGD:
         from fedbench.compress import _fused
 
         x = x.detach().float()
-        decoded, bits = _fused.qsgd(x, _uniforms(rand, x, self.name), row_norms(x), self.levels, self.coding == "elias")
+        u = _uniforms(rand, x, self.name, lazy=True)
+        decoded, bits = _fused.qsgd(x, u, row_norms(x), self.levels, self.coding == "elias")
         return decoded, self._nbytes(bits, *x.shape)
 
-    def reference_roundtrip(
-        self, x: torch.Tensor, rand: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def reference_roundtrip(self, x: torch.Tensor, rand: Rand = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The fast path by its definition, in torch ops: :meth:`quantize`, :meth:`elias_bits`,
         :meth:`dequantize`."""
         norm, q = self.quantize(x, rand)
@@ -195,7 +180,7 @@ class QSGD:
             return torch.full((n,), 4 + -(-d * (1 + self.width) // 8), dtype=torch.int64)
         return 4 + torch.div(elias_bits + 7, 8, rounding_mode="floor").cpu()
 
-    def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
+    def encode(self, row: torch.Tensor, rand: Rand = None) -> bytes:
         norm, q = self.quantize(*_row(row, rand))
         head = norm.numpy().astype("<f4").tobytes()
         q = q[0].long().numpy()
@@ -212,7 +197,7 @@ class QSGD:
         widths = np.concatenate([np.hstack([dist_w, np.ones_like(sign), level_w]).ravel(), end_w.ravel()])
         return head + pack_fields(values, widths)
 
-    def decode(self, data: bytes, d: int, rand: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, data: bytes, d: int, rand: Rand = None) -> torch.Tensor:
         norm = _scalars(data, 1, self.name)
         if norm.item() < 0:
             raise ValueError(f"qsgd: negative norm {norm.item()}")
@@ -259,7 +244,7 @@ class Uniform:
     def step(self, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
         return (hi - lo) / self.top
 
-    def quantize(self, x: torch.Tensor, rand: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def quantize(self, x: torch.Tensor, rand: Rand) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``lo``, ``hi`` ``(n, 1)`` and the codes ``c_i`` ``(n, d)`` (fp32 integers)."""
         x = x.float()
         u = _uniforms(rand, x, self.name)
@@ -272,7 +257,7 @@ class Uniform:
         """``lo + c_i * step``, in place of ``codes``."""
         return codes.mul_(self.step(lo, hi)).add_(lo)
 
-    def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def roundtrip(self, x: torch.Tensor, rand: Rand = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoded rows and bytes: on the CPU by the one-pass kernel of :mod:`fedbench.compress._fused`
         (the same numbers), elsewhere :meth:`reference_roundtrip`."""
         if x.device.type != "cpu":
@@ -280,13 +265,11 @@ class Uniform:
         from fedbench.compress import _fused
 
         x = x.detach().float()
-        u = _uniforms(rand, x, self.name)
+        u = _uniforms(rand, x, self.name, lazy=True)
         lo, hi = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
         return _fused.uniform(x, u, lo, self.step(lo, hi), self.top), self._nbytes(*x.shape)
 
-    def reference_roundtrip(
-        self, x: torch.Tensor, rand: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def reference_roundtrip(self, x: torch.Tensor, rand: Rand = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The fast path by its definition, in torch ops: :meth:`quantize`, :meth:`dequantize`."""
         lo, hi, codes = self.quantize(x, rand)
         return self.dequantize(lo, hi, codes), self._nbytes(*codes.shape)
@@ -294,12 +277,12 @@ class Uniform:
     def _nbytes(self, n: int, d: int) -> torch.Tensor:
         return torch.full((n,), 8 + -(-d * self.bits // 8), dtype=torch.int64)
 
-    def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
+    def encode(self, row: torch.Tensor, rand: Rand = None) -> bytes:
         lo, hi, codes = self.quantize(*_row(row, rand))
         head = torch.cat([lo, hi], 1).numpy().astype("<f4").tobytes()
         return head + pack_uints(codes[0].long().numpy(), self.bits)
 
-    def decode(self, data: bytes, d: int, rand: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, data: bytes, d: int, rand: Rand = None) -> torch.Tensor:
         lo, hi = _scalars(data, 2, self.name).view(2, 1, 1)
         if not lo.item() <= hi.item():
             raise ValueError(f"uniform: lo={lo.item()} above hi={hi.item()}")
@@ -314,7 +297,7 @@ class TernGrad:
     def draw(self, n: int, d: int, generator: torch.Generator) -> torch.Tensor:
         return draw_uniforms(n, d, generator)
 
-    def quantize(self, x: torch.Tensor, rand: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def quantize(self, x: torch.Tensor, rand: Rand) -> tuple[torch.Tensor, torch.Tensor]:
         """``s`` ``(n, 1)`` and the ternary ``sign(x_i) b_i`` ``(n, d)`` in {-1, 0, 1} (fp32)."""
         x = x.float()
         u = _uniforms(rand, x, self.name)
@@ -324,17 +307,17 @@ class TernGrad:
         keep = a.div_(torch.where(scale > 0, scale, 1.0)).sub_(u).ceil_()
         return scale, keep.copysign_(x).add_(0.0)
 
-    def roundtrip(self, x: torch.Tensor, rand: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def roundtrip(self, x: torch.Tensor, rand: Rand = None) -> tuple[torch.Tensor, torch.Tensor]:
         scale, t = self.quantize(x, rand)
         n, d = t.shape
         return t.mul_(scale), torch.full((n,), 4 + -(-d // 4), dtype=torch.int64)
 
-    def encode(self, row: torch.Tensor, rand: torch.Tensor | None = None) -> bytes:
+    def encode(self, row: torch.Tensor, rand: Rand = None) -> bytes:
         scale, t = self.quantize(*_row(row, rand))
         codes = (t[0] != 0).long() + (t[0] < 0).long()
         return scale.numpy().astype("<f4").tobytes() + pack_uints(codes.numpy(), 2)
 
-    def decode(self, data: bytes, d: int, rand: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, data: bytes, d: int, rand: Rand = None) -> torch.Tensor:
         scale = _scalars(data, 1, self.name)
         if scale.item() < 0:
             raise ValueError(f"terngrad: negative scale {scale.item()}")
