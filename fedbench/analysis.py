@@ -337,20 +337,13 @@ def run_finals(
 
 def ci95_halfwidth(std: float, n: int) -> float:
     """Half-width of the 95% Student-t confidence interval of a mean of ``n`` values with sample
-    standard deviation ``std``: ``t_{0.975, n-1} * std / sqrt(n)``; NaN for ``n < 2``."""
+    standard deviation ``std``: ``t_{0.975, n-1} * std / sqrt(n)``; NaN for ``n < 2`` or a
+    non-finite ``std``."""
     from scipy import stats
 
     if n < 2 or not math.isfinite(std):
         return math.nan
     return float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
-
-
-def _groupby(runs: pd.DataFrame, by: list[str]):
-    """Group runs by ``by`` keeping NaN keys (a key missing in some runs is a group, not a drop)."""
-    try:
-        return runs.groupby(by, dropna=False, sort=True)
-    except TypeError:  # keys of mixed types (str and float) cannot be sorted
-        return runs.groupby(by, dropna=False, sort=False)
 
 
 def summarize(
@@ -406,7 +399,9 @@ def summarize(
             "n_reached_target": ("_rounds_to_target", "count"),
             "rounds_to_target_mean": ("_rounds_to_target", "mean"),
         }
-    out = _groupby(runs, keys).agg(**agg).reset_index()
+    # NaN keys kept: a key missing in some runs is a group, not a drop; pandas sorts mixed-type
+    # keys (numbers, then strings, then NaN)
+    out = runs.groupby(keys, dropna=False, sort=True).agg(**agg).reset_index()
     ci = [ci95_halfwidth(s, n) for s, n in zip(out["final_std"], out["n_seeds"])]
     out.insert(out.columns.get_loc("final_std") + 1, "final_ci95", ci)
     if not by:

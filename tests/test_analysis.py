@@ -241,6 +241,16 @@ def test_summarize_known_values(df):
     assert {f"n_{st}" for st in STATUSES} <= set(s.columns)
 
 
+def test_summarize_groups_keys_of_mixed_types_in_order(df):
+    # a key with numbers and strings (e.g. alpha and "iid" from two sweeps) and a missing value
+    alpha = df["partition.alpha"].astype(object)
+    alpha[df["status"] == "failed"] = np.nan
+    alpha[(df["partition.alpha"] == 1.0).to_numpy()] = "iid"
+    s = summarize(df.assign(**{"partition.alpha": alpha}), by="partition.alpha")
+    assert s["partition.alpha"].tolist()[:2] == [0.1, "iid"] and pd.isna(s["partition.alpha"].iloc[2])
+    assert s["n_runs"].tolist() == [5, 3, 1] and s["final_mean"].iloc[1] == pytest.approx(0.85)
+
+
 def test_summarize_last_k_loss_and_all_statuses(df):
     s = summarize(df, by=["partition.alpha"], last_k=2).set_index("partition.alpha")
     assert s.loc[0.1, "final_mean"] == pytest.approx(((0.5 + 0.6) / 2 + (0.6 + 0.7) / 2 + (0.95 + 0.9) / 2) / 3)
