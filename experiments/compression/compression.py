@@ -83,7 +83,9 @@ def load(out: Path):
     """Every run's metric rows (evaluated rounds and not), with ``scheme``, ``ef`` and ``alpha``."""
     from fedbench.analysis import load_runs
 
-    dirs = [d for d in sorted(out.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    # the sweep's own multiruns only: other sweeps may share ``out`` (the README's downlink runs)
+    ours = {f"{p}_{g}" for p in ("dir", "iid") for g in ("fp32", "majority", "lossy")}
+    dirs = [d for d in sorted(out.iterdir()) if d.is_dir() and d.name in ours]
     df = load_runs(*dirs)
     df["scheme"] = df["uplink.name"]
     ef = df["uplink.error_feedback"] if "uplink.error_feedback" in df.columns else None
@@ -108,6 +110,10 @@ def per_run(df, target: float):
         ev = r[r.test_acc.notna()]
         hit = ev[ev.test_acc.astype(float) >= target]
         up = r.uplink_bytes.dropna().astype(float)
+        # fp32 bytes of a round: sent bytes times the round's measured uplink_compression (fp32 over
+        # sent); the uncompressed runs report no ratio and send fp32
+        comp = r["uplink_compression"] if "uplink_compression" in r.columns else pd.Series(dtype=float)
+        fp32 = (comp.astype(float) * r.uplink_bytes.astype(float)).dropna()
         rows.append(
             {
                 "scheme": first.scheme,
@@ -122,6 +128,7 @@ def per_run(df, target: float):
                 "best_test_acc": float(ev.test_acc.max()) if len(ev) else np.nan,
                 "uplink_bytes_cum": int(r.uplink_bytes_cum.max()) if r.uplink_bytes_cum.notna().any() else 0,
                 "uplink_bytes_per_round": float(up.mean()) if len(up) else np.nan,
+                "fp32_bytes_per_round": float(fp32.mean()) if len(fp32) else float(up.mean()) if len(up) else np.nan,
                 f"round_to_{target:g}": int(hit["round"].iloc[0]) if len(hit) else np.nan,
                 f"uplink_bytes_to_{target:g}": int(hit.uplink_bytes_cum.iloc[0]) if len(hit) else np.nan,
                 "error": first.error if isinstance(first.error, str) else "",
@@ -131,9 +138,7 @@ def per_run(df, target: float):
     res = pd.DataFrame(rows)
     for c in (f"round_to_{target:g}", f"uplink_bytes_to_{target:g}", "last_eval_round"):
         res[c] = res[c].astype("Int64")  # exact byte counts in the csv, empty where never reached
-    # fp32 bytes per round: the uncompressed runs' (the same clients, d and message size every run)
-    fp32 = res.loc[res.scheme == "none", "uplink_bytes_per_round"].mean()
-    res["compression_vs_fp32"] = fp32 / res.uplink_bytes_per_round
+    res["compression_vs_fp32"] = res.fp32_bytes_per_round / res.uplink_bytes_per_round
     order = {s: i for i, s in enumerate(SCHEMES)}
     res["_o"] = res.scheme.map(order).fillna(99)
     res["_a"] = res.alpha.map({a: i for i, a in enumerate(ALPHAS)}).fillna(99)
