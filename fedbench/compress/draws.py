@@ -45,16 +45,17 @@ def _int64(c: int) -> int:
 
 def _shift_right(z: torch.Tensor, k: int) -> torch.Tensor:
     """Logical right shift of int64 bit patterns (torch's ``>>`` on int64 is arithmetic)."""
-    return (z >> k) & ((1 << (64 - k)) - 1)
+    return (z >> k).bitwise_and_((1 << (64 - k)) - 1)
 
 
 def splitmix_uniforms(keys: np.ndarray, d: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """``u_{r,i}`` ``(len(keys), d)`` fp32 on ``device``, in torch int64 ops from the definition above."""
     k = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.uint64).view(np.int64)).to(device)
-    z = k[:, None] + torch.arange(1, d + 1, dtype=torch.int64, device=k.device) * _int64(GAMMA)
-    z = (z ^ _shift_right(z, 30)) * _int64(MIX1)
-    z = (z ^ _shift_right(z, 27)) * _int64(MIX2)
-    z = z ^ _shift_right(z, 31)
+    z = k[:, None] + torch.arange(1, d + 1, dtype=torch.int64, device=k.device).mul_(_int64(GAMMA))
+    # in place: at most two (n, d) int64 tensors live at once
+    z.bitwise_xor_(_shift_right(z, 30)).mul_(_int64(MIX1))
+    z.bitwise_xor_(_shift_right(z, 27)).mul_(_int64(MIX2))
+    z.bitwise_xor_(_shift_right(z, 31))
     return _shift_right(z, 40).float().mul_(SCALE)
 
 
