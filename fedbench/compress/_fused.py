@@ -39,7 +39,7 @@ def _splitmix_uniform(key, i):
     z = key + np.uint64(i + 1) * _GAMMA
     z = (z ^ (z >> np.uint64(30))) * _MIX1
     z = (z ^ (z >> np.uint64(27))) * _MIX2
-    z = z ^ (z >> np.uint64(31))
+    # SplitMix64's last step, z ^ (z >> 31), changes bits 0-32 only, not the 24 kept: skipped
     return np.float32(z >> np.uint64(40)) * _SCALE
 
 

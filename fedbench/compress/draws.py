@@ -55,7 +55,7 @@ def splitmix_uniforms(keys: np.ndarray, d: int, device: torch.device | str = "cp
     # in place: at most two (n, d) int64 tensors live at once
     z.bitwise_xor_(_shift_right(z, 30)).mul_(_int64(MIX1))
     z.bitwise_xor_(_shift_right(z, 27)).mul_(_int64(MIX2))
-    z.bitwise_xor_(_shift_right(z, 31))
+    # SplitMix64's last step, z ^ (z >> 31), changes bits 0-32 only, not the 24 kept: skipped
     return _shift_right(z, 40).float().mul_(SCALE)
 
 
