@@ -13,6 +13,8 @@ from fedbench.compress import QSGD, TernGrad, Uniform
 from fedbench.compress.draws import Uniforms, as_tensor, draw_uniforms, splitmix_uniforms
 
 M = 2**64
+# Rosetta Code, "Pseudo-random numbers/Splitmix64": the first five outputs from the state 1234567
+PUBLISHED = [6457827717110365317, 3203168211198807973, 9817491932198370423, 4593380528125082431, 16408922859458223821]
 
 
 def splitmix64(state: int, count: int) -> list[int]:
@@ -38,16 +40,8 @@ def both_paths(keys, d: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_splitmix64_published_outputs():
-    # the first five outputs from seed 1234567 (Rosetta Code, "Pseudo-random numbers/Splitmix64")
-    published = [
-        6457827717110365317,
-        3203168211198807973,
-        9817491932198370423,
-        4593380528125082431,
-        16408922859458223821,
-    ]
-    assert splitmix64(1234567, 5) == published
-    want = torch.tensor([[(z >> 40) / 2**24 for z in published]], dtype=torch.float32)
+    assert splitmix64(1234567, 5) == PUBLISHED
+    want = torch.tensor([[(z >> 40) / 2**24 for z in PUBLISHED]], dtype=torch.float32)
     for got in both_paths([1234567], 5):
         assert torch.equal(got, want)
     assert float(want[0, 0]) == 5873360 / 2**24  # 6457827717110365317 // 2**40

@@ -9,31 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_draws import PUBLISHED, M, uniforms_by_hand
 
 from fedbench.compress import QSGD, Uniform
 from fedbench.compress._fused import fill_uniforms
 from fedbench.compress.draws import GAMMA, MIX1, MIX2, Uniforms, _int64, as_tensor, draw_uniforms, splitmix_uniforms
-
-M = 2**64
-
-# Rosetta Code, "Pseudo-random numbers/Splitmix64": the first five outputs from the state 1234567
-PUBLISHED = [6457827717110365317, 3203168211198807973, 9817491932198370423, 4593380528125082431, 16408922859458223821]
-
-
-def splitmix64(state: int, count: int) -> list[int]:
-    """Vigna's splitmix64.c ``next()``, ``count`` times from ``state``, in Python integers."""
-    out = []
-    for _ in range(count):
-        state = (state + 0x9E3779B97F4A7C15) % M
-        z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) % M
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % M
-        out.append(z ^ (z >> 31))
-    return out
-
-
-def by_hand(keys: list[int], d: int) -> torch.Tensor:
-    """``u_{r,i} = (z >> 40) / 2^24`` of each key's first ``d`` outputs (exact in fp32: 24 bits)."""
-    return torch.tensor([[(z >> 40) / 2**24 for z in splitmix64(k, d)] for k in keys], dtype=torch.float32)
 
 
 def test_int64_is_the_uint64_bit_pattern():
@@ -53,7 +33,7 @@ def test_int64_is_the_uint64_bit_pattern():
 )
 def test_keys_are_taken_as_uint64_values_whatever_their_type(keys):
     values = [int(k) for k in keys]
-    want = by_hand(values, 5)
+    want = uniforms_by_hand(values, 5)
     # the published first row: (z >> 40) / 2^24, e.g. 6457827717110365317 >> 40 = 5873360
     assert want[0].tolist() == [(z >> 40) / 2**24 for z in PUBLISHED] and want[0, 0] == 5873360 / 2**24
     for got in (splitmix_uniforms(keys, 5), fill_uniforms(keys, 5), Uniforms(keys, 5).tensor()):
