@@ -59,7 +59,7 @@ def splitmix_uniforms(keys: np.ndarray, d: int, device: torch.device | str = "cp
     return _shift_right(z, 40).float().mul_(SCALE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # no elementwise ``==`` over the keys array
 class Uniforms:
     """A draw of ``(n, d)`` uniforms, not yet computed: one SplitMix64 key per row."""
 
