@@ -133,3 +133,15 @@ def test_a_draw_of_the_wrong_shape_is_refused():
     u = draw_uniforms(2, 9, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match=r"^qsgd: rand of shape \(2, 9\) for x of shape \(2, 8\)$"):
         QSGD(4).roundtrip(torch.ones(2, 8), u)
+
+
+def test_keys_of_any_integer_type_are_one_draw_in_the_kernels():
+    """Keys are held as uint64 whatever they are given as: a list with a key above 2^63 (which numpy
+    would make float64) reaches the kernels' in-loop SplitMix64 as the same draw."""
+    x = torch.randn(2, 500, generator=torch.Generator().manual_seed(4))
+    given = Uniforms([1234567, M - 1], 500)
+    assert given.keys.dtype == np.uint64 and given.keys.tolist() == [1234567, M - 1]
+    for codec in (QSGD(4), Uniform(3)):
+        a, _ = codec.roundtrip(x, given)
+        b, _ = codec.roundtrip(x, uniforms_by_hand([1234567, M - 1], 500))
+        assert torch.equal(a.view(torch.int32), b.view(torch.int32))

@@ -13,10 +13,11 @@ constants of Vigna's ``splitmix64.c``), all mod ``2^64``::
     z =  z ^ (z >> 31)
     u_{r,i} = (z >> 40) * 2^-24        in {0, 2^-24, ..., 1 - 2^-24}, exact in fp32
 
-A uniform is a pure function of (seed, row, index). So the CPU kernels of QSGD and uniform
-quantisation compute it inside their loop, without an ``(n, d)`` array written and read back
-(:mod:`fedbench.compress._fused`; it halved QSGD's cost against numpy's PCG64 draws, which this
-replaced), and a GPU computes the same numbers with tensor ops: the same seed gives the same
+Its two 64-bit multiplies per value vectorise in numba, which halved QSGD's cost against numpy's
+PCG64 draws (one call per value through a function pointer), which this replaced. A uniform is a
+pure function of (seed, row, index), so the CPU kernels of QSGD and uniform quantisation compute it
+inside their loop, without an ``(n, d)`` array written and read back (:mod:`fedbench.compress._fused`),
+and a GPU computes the same numbers with tensor ops: the same seed gives the same
 uniforms on any device and thread count, and row ``r``'s first ``d`` uniforms do not depend on
 ``n`` or on a longer ``d``. SplitMix64 passes TestU01's BigCrush (Steele et al. 2014); 24 bits is
 what a float32 draw keeps (numpy's too). Rows are segments of one Weyl sequence's orbit of
@@ -65,6 +66,10 @@ class Uniforms:
 
     keys: np.ndarray  # (n,) uint64
     d: int
+
+    def __post_init__(self):
+        # the kernels type a key by its dtype: a Python int or int64 key would not be uint64 arithmetic
+        object.__setattr__(self, "keys", np.ascontiguousarray(self.keys, dtype=np.uint64))
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -86,13 +86,26 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="fedbench-draw")
 
 
-def _uniforms(rand: Rand, x: torch.Tensor, name: str, lazy: bool = False):
-    """``rand`` checked against ``x`` and materialised on its device (a draw stays one if ``lazy``)."""
+def _checked(rand: Rand, x: torch.Tensor, name: str) -> torch.Tensor | Uniforms:
+    """``rand``, refused if missing or not of ``x``'s shape."""
     if rand is None:
         raise ValueError(f"{name}: stochastic codec, pass rand from draw()")
     if tuple(rand.shape) != tuple(x.shape):
         raise ValueError(f"{name}: rand of shape {tuple(rand.shape)} for x of shape {tuple(x.shape)}")
-    return rand if lazy and isinstance(rand, Uniforms) else as_tensor(rand, x.device)
+    return rand
+
+
+def _uniforms(rand: Rand, x: torch.Tensor, name: str) -> torch.Tensor:
+    """``rand`` checked against ``x`` and materialised on its device."""
+    return as_tensor(_checked(rand, x, name), x.device)
+
+
+def _kernel_inputs(x: torch.Tensor, rand: Rand, name: str) -> tuple[torch.Tensor, torch.Tensor | Uniforms]:
+    """fp32 CPU rows ``x`` and their uniforms for a kernel of :mod:`fedbench.compress._fused`: a draw
+    stays a draw (the kernel computes it in its loop), a tensor is converted."""
+    x = x.detach().float()
+    rand = _checked(rand, x, name)
+    return x, rand if isinstance(rand, Uniforms) else as_tensor(rand)
 
 
 def stochastic_round(r: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -131,7 +144,7 @@ class QSGD:
         self.levels, self.coding = int(levels), coding
         self.width = self.levels.bit_length()
 
-    def draw(self, n: int, d: int, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, n: int, d: int, generator: torch.Generator) -> Uniforms:
         return draw_uniforms(n, d, generator)
 
     def quantize(self, x: torch.Tensor, rand: Rand) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,8 +176,7 @@ class QSGD:
             return self.reference_roundtrip(x, rand)
         from fedbench.compress import _fused
 
-        x = x.detach().float()
-        u = _uniforms(rand, x, self.name, lazy=True)
+        x, u = _kernel_inputs(x, rand, self.name)
         decoded, bits = _fused.qsgd(x, u, row_norms(x), self.levels, self.coding == "elias")
         return decoded, self._nbytes(bits, *x.shape)
 
@@ -238,7 +250,7 @@ class Uniform:
         self.bits = int(bits)
         self.top = 2**self.bits - 1
 
-    def draw(self, n: int, d: int, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, n: int, d: int, generator: torch.Generator) -> Uniforms:
         return draw_uniforms(n, d, generator)
 
     def step(self, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -264,8 +276,7 @@ class Uniform:
             return self.reference_roundtrip(x, rand)
         from fedbench.compress import _fused
 
-        x = x.detach().float()
-        u = _uniforms(rand, x, self.name, lazy=True)
+        x, u = _kernel_inputs(x, rand, self.name)
         lo, hi = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
         return _fused.uniform(x, u, lo, self.step(lo, hi), self.top), self._nbytes(*x.shape)
 
@@ -294,7 +305,7 @@ class TernGrad:
     name = "terngrad"
     stochastic = True
 
-    def draw(self, n: int, d: int, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, n: int, d: int, generator: torch.Generator) -> Uniforms:
         return draw_uniforms(n, d, generator)
 
     def quantize(self, x: torch.Tensor, rand: Rand) -> tuple[torch.Tensor, torch.Tensor]:
